@@ -1,0 +1,119 @@
+//! `elihu run FILE.wasm --context JSON`: runs a job once, locally, printing its
+//! logs and progress as they come and its output at the end.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use elihu::runtime::{Ending, JobInfo, LogLevel, RunEvent, RunLimits, RunRequest, Runtime, RuntimeConfig};
+use elihu::schema::{ContextSchema, parse_json};
+use elihu::units;
+
+/// Arguments of `elihu run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job component (`.wasm`).
+    file: PathBuf,
+    /// The job's context, as JSON.
+    #[arg(long, default_value = "{}")]
+    context: String,
+    /// A JSON Schema file the context must satisfy.
+    #[arg(long)]
+    schema: Option<PathBuf>,
+    /// How long the run may take (`30s`, `500ms`, `2m`).
+    #[arg(long, default_value = "30s", value_parser = units::parse_duration)]
+    timeout: Duration,
+    /// How much memory the run may use (`64MiB`, `1GiB`).
+    #[arg(long, default_value = "64MiB", value_parser = units::parse_size)]
+    memory: u64,
+    /// A configuration value the job reads with `config(key)`; repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
+    config: Vec<(String, String)>,
+    /// The checkpoint to hand the run, as if an earlier attempt saved it.
+    #[arg(long)]
+    checkpoint: Option<String>,
+    /// The attempt number to report to the job.
+    #[arg(long, default_value_t = 1)]
+    attempt: u32,
+    /// Epoch tick: the granularity of timeouts (`10ms`).
+    #[arg(long, default_value = "10ms", value_parser = units::parse_duration)]
+    tick: Duration,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let context = parse_json("the context", &args.context)?;
+    if let Some(path) = &args.schema {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading the schema {}", path.display()))?;
+        let schema = ContextSchema::from_text(&text).with_context(|| format!("in {}", path.display()))?;
+        if let Err(e) = schema.validate(&context) {
+            eprintln!("error: the context does not match {}:", path.display());
+            for v in e.violations() {
+                eprintln!("  {v}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let runtime = Runtime::new(RuntimeConfig {
+        epoch_tick: args.tick,
+        max_concurrent_runs: 4,
+        max_memory: args.memory.max(RuntimeConfig::default().max_memory),
+        ..RuntimeConfig::default()
+    })?;
+    let job = runtime.load(&bytes).with_context(|| format!("loading {}", args.file.display()))?;
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            match event {
+                RunEvent::Log(line) => match line.level {
+                    LogLevel::Stdout | LogLevel::Stderr => eprintln!("[{}] {}", line.level.as_str(), line.message),
+                    level => eprintln!("[{:>5}] {}", level.as_str(), line.message),
+                },
+                RunEvent::Progress(p) => eprintln!("[{:>3}%] {}", p.percent, p.message),
+                RunEvent::Checkpoint(state) => eprintln!("[checkpoint] {state}"),
+            }
+        }
+    });
+    let request = RunRequest {
+        context: args.context.clone(),
+        info: JobInfo {
+            id: 0,
+            template: args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            attempt: args.attempt,
+            max_attempts: args.attempt,
+            checkpoint: args.checkpoint.clone(),
+        },
+        limits: RunLimits { timeout: args.timeout, memory: args.memory },
+        config: Arc::new(args.config.into_iter().collect::<BTreeMap<_, _>>()),
+        events: Some(tx),
+        ..RunRequest::default()
+    };
+    let outcome = runtime.run(&job, request).await;
+    let _ = printer.await;
+    match outcome.ending {
+        Ending::Succeeded { output } => {
+            let pretty = serde_json::from_str::<serde_json::Value>(&output)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or(output);
+            println!("{pretty}");
+            eprintln!("succeeded in {}", units::format_duration(round_ms(outcome.duration)));
+            Ok(ExitCode::SUCCESS)
+        }
+        Ending::Failed { reason, message } => {
+            eprintln!(
+                "failed ({reason}) after {}: {message}",
+                units::format_duration(round_ms(outcome.duration))
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}

@@ -1,0 +1,7 @@
+//! The `elihu` command-line tool: a thin layer over the `elihu` library.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

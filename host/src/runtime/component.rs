@@ -1,0 +1,233 @@
+//! Loading components: recognising wasm, checking that a component targets
+//! elihu's `job` world, compiling it, and keeping compiled artifacts on local
+//! disk (keyed by digest and engine compatibility) so a restart does not
+//! recompile.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+use super::bindings::JobPre;
+use super::sandbox::RunState;
+
+/// The sha256 digest of a component's bytes, as 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Digest(String);
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        let hash = Sha256::digest(bytes);
+        let mut hex = String::with_capacity(64);
+        for b in hash {
+            hex.push_str(&format!("{b:02x}"));
+        }
+        Digest(hex)
+    }
+
+    /// Reads a digest from its hex form.
+    pub fn parse(text: &str) -> Option<Digest> {
+        let ok = text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then(|| Digest(text.to_string()))
+    }
+
+    /// The hex form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 hex digits, for people.
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a component was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not WebAssembly at all.
+    #[error("this file is not WebAssembly (it does not start with the `\\0asm` magic bytes); give the .wasm file your job's build produced")]
+    NotWasm,
+    /// A core module rather than a component.
+    #[error(
+        "this is a core WebAssembly module, not a component; build the job with `cargo build --target wasm32-wasip2` (which produces a component), or wrap the module with `wasm-tools component new`"
+    )]
+    CoreModule,
+    /// wasmtime could not compile it.
+    #[error("the component does not compile: {0}")]
+    Compile(String),
+    /// It does not export the `run` function of the `job` world.
+    #[error(
+        "the component does not target elihu's job world (elihu:job/job@0.1.0): it has no `run` export. It exports: {exports}. A job exports `run: func(context: string, info: job-info) -> result<string, string>`; build it with the elihu-guest SDK or against wit/job.wit"
+    )]
+    MissingExport {
+        /// What it exports instead.
+        exports: String,
+    },
+    /// It exports `run`, but with the wrong type.
+    #[error(
+        "the component's `run` export has the wrong type for elihu's job world: {detail}. Expected `run: func(context: string, info: job-info) -> result<string, string>` from wit/job.wit"
+    )]
+    MistypedExport {
+        /// wasmtime's description of the mismatch.
+        detail: String,
+    },
+    /// It imports something elihu does not provide.
+    #[error(
+        "the component imports something elihu does not provide (elihu provides elihu:job/host@0.1.0 and WASI 0.2): {detail}"
+    )]
+    UnknownImport {
+        /// wasmtime's description of the missing or mistyped import.
+        detail: String,
+    },
+}
+
+/// Where a loaded component came from, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadSource {
+    /// Already loaded in this process.
+    Memory,
+    /// Deserialised from the local artifact cache.
+    Disk,
+    /// Compiled from the wasm bytes.
+    Compiled,
+}
+
+/// A component that passed the world check, ready to instantiate cheaply.
+pub struct LoadedJob {
+    pub(crate) digest: Digest,
+    pub(crate) pre: JobPre<RunState>,
+}
+
+impl LoadedJob {
+    /// The digest of the component's bytes.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+}
+
+impl std::fmt::Debug for LoadedJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedJob").field("digest", &self.digest).finish()
+    }
+}
+
+/// Distinguishes a component from a core module or something else.
+pub(crate) fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    // The layer field (bytes 6..8) is 0 for core modules and 1 for components.
+    if bytes[6..8] == [0, 0] {
+        return Err(LoadError::CoreModule);
+    }
+    Ok(())
+}
+
+/// The digest-keyed cache of loaded components, in memory and on disk.
+pub(crate) struct ComponentCache {
+    loaded: Mutex<HashMap<Digest, Arc<LoadedJob>>>,
+    artifact_dir: Option<PathBuf>,
+    compat: String,
+}
+
+impl ComponentCache {
+    pub(crate) fn new(engine: &Engine, artifact_dir: Option<PathBuf>) -> Self {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        ComponentCache { loaded: Mutex::new(HashMap::new()), artifact_dir, compat: format!("{:016x}", hasher.finish()) }
+    }
+
+    pub(crate) fn get(&self, digest: &Digest) -> Option<Arc<LoadedJob>> {
+        self.loaded.lock().unwrap().get(digest).cloned()
+    }
+
+    fn artifact_path(&self, digest: &Digest) -> Option<PathBuf> {
+        self.artifact_dir.as_ref().map(|d| d.join(format!("{digest}-{}.cwasm", self.compat)))
+    }
+
+    pub(crate) fn load(
+        &self,
+        engine: &Engine,
+        linker: &Linker<RunState>,
+        bytes: &[u8],
+    ) -> Result<(Arc<LoadedJob>, LoadSource), LoadError> {
+        check_header(bytes)?;
+        let digest = Digest::of(bytes);
+        if let Some(job) = self.get(&digest) {
+            return Ok((job, LoadSource::Memory));
+        }
+        let (component, source) = match self.from_disk(engine, &digest) {
+            Some(component) => (component, LoadSource::Disk),
+            None => {
+                let component = Component::new(engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+                self.to_disk(&digest, &component);
+                (component, LoadSource::Compiled)
+            }
+        };
+        let pre = check_world(engine, linker, &component)?;
+        let job = Arc::new(LoadedJob { digest: digest.clone(), pre });
+        self.loaded.lock().unwrap().insert(digest, job.clone());
+        Ok((job, source))
+    }
+
+    fn from_disk(&self, engine: &Engine, digest: &Digest) -> Option<Component> {
+        let path = self.artifact_path(digest)?;
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file is one this cache wrote with `Component::serialize`
+        // for the same engine configuration (the compatibility hash is in its
+        // name); wasmtime checks the header again and we recompile on error.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled artifact");
+                None
+            }
+        }
+    }
+
+    fn to_disk(&self, digest: &Digest, component: &Component) {
+        let Some(path) = self.artifact_path(digest) else { return };
+        if let Err(e) = write_artifact(&path, component) {
+            tracing::warn!(path = %path.display(), error = %e, "could not keep the compiled artifact; it will be recompiled next time");
+        }
+    }
+}
+
+fn write_artifact(path: &Path, component: &Component) -> Result<(), Box<dyn std::error::Error>> {
+    let bytes = component.serialize().map_err(|e| e.to_string())?;
+    let dir = path.parent().ok_or("no parent directory")?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().unwrap().to_string_lossy(), std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Checks the component against the `job` world: the `run` export first (the
+/// usual mistake is a component built for another world), then the imports,
+/// then the export's type.
+fn check_world(engine: &Engine, linker: &Linker<RunState>, component: &Component) -> Result<JobPre<RunState>, LoadError> {
+    if component.get_export_index(None, "run").is_none() {
+        let ty = component.component_type();
+        let names: Vec<String> = ty.exports(engine).map(|(name, _)| format!("`{name}`")).collect();
+        let exports = if names.is_empty() { "nothing".to_string() } else { names.join(", ") };
+        return Err(LoadError::MissingExport { exports });
+    }
+    let pre = linker.instantiate_pre(component).map_err(|e| LoadError::UnknownImport { detail: format!("{e:#}") })?;
+    JobPre::new(pre).map_err(|e| LoadError::MistypedExport { detail: format!("{e:#}") })
+}

@@ -1,0 +1,353 @@
+//! The sandboxed runtime: one wasmtime `Engine` (epoch interruption, pooling
+//! allocator), a digest-keyed cache of ready-to-instantiate components, and
+//! `Runtime::run`, which gives every run a fresh instance with a memory cap,
+//! a deadline and a WASI context without files, environment or network, and
+//! classifies how it ended. Knows nothing of SQL.
+
+mod cancel;
+mod component;
+mod outcome;
+mod sandbox;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+
+pub use cancel::CancelHandle;
+pub use component::{Digest, LoadError, LoadSource, LoadedJob};
+pub use outcome::{Ending, LogLevel, LogLine, Progress, Reason, RunEvent, RunOutcome, RunResult};
+pub use sandbox::JournalLimits;
+
+use component::ComponentCache;
+use sandbox::{Interruption, Journal, RunState};
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "job",
+        exports: { default: async },
+    });
+}
+
+/// How the runtime is set up. `Default` suits one node on a small machine.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// How often the epoch advances: the granularity of timeouts and cancels.
+    pub epoch_tick: Duration,
+    /// How many runs may be live at once (sizes the pooling allocator).
+    pub max_concurrent_runs: u32,
+    /// The largest memory limit any run may have, in bytes.
+    pub max_memory: u64,
+    /// Where compiled artifacts are kept between restarts (`None`: in memory only).
+    pub artifact_dir: Option<PathBuf>,
+    /// Caps on logs, checkpoints and outputs.
+    pub journal: JournalLimits,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            epoch_tick: Duration::from_millis(10),
+            max_concurrent_runs: 256,
+            max_memory: 1 << 30,
+            artifact_dir: None,
+            journal: JournalLimits::default(),
+        }
+    }
+}
+
+/// The runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// wasmtime refused the engine configuration.
+    #[error("the wasm engine could not be configured: {0}")]
+    Engine(String),
+}
+
+/// Limits of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Wall time the run may take, instantiation included.
+    pub timeout: Duration,
+    /// Bytes of linear memory the run may use (capped at [`RuntimeConfig::max_memory`]).
+    pub memory: u64,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits { timeout: Duration::from_secs(30), memory: 64 << 20 }
+    }
+}
+
+/// What a run knows about its job (the WIT `job-info`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JobInfo {
+    /// The job's id.
+    pub id: u64,
+    /// Its template's name.
+    pub template: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// Attempts allowed in all.
+    pub max_attempts: u32,
+    /// The checkpoint the latest earlier attempt saved.
+    pub checkpoint: Option<String>,
+}
+
+/// Everything one run needs besides the component.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// The validated context, as JSON text.
+    pub context: String,
+    /// The job and attempt.
+    pub info: JobInfo,
+    /// Timeout and memory cap.
+    pub limits: RunLimits,
+    /// Values the guest reads with `host.config`.
+    pub config: Arc<BTreeMap<String, String>>,
+    /// Interrupts the run when cancelled.
+    pub cancel: CancelHandle,
+    /// Receives logs, progress and checkpoints as they happen.
+    pub events: Option<tokio::sync::mpsc::UnboundedSender<RunEvent>>,
+}
+
+/// The sandboxed runtime. Cheap to share (`Arc`); one per process is plenty.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RunState>,
+    cache: ComponentCache,
+    config: RuntimeConfig,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("config", &self.config).finish()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let runs = config.max_concurrent_runs.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(runs)
+            .total_core_instances(runs * 8)
+            .total_memories(runs * 2)
+            .total_tables(runs * 4)
+            .total_stacks(runs)
+            .max_core_instances_per_component(16)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .max_memory_size(config.max_memory as usize)
+            .max_unused_warm_slots(runs.min(64))
+            .linear_memory_keep_resident(256 << 10)
+            .table_keep_resident(64 << 10);
+
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .wasm_component_model(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        bindings::Job::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let stop = ticker_stop.clone();
+        let tick = config.epoch_tick;
+        std::thread::Builder::new()
+            .name("elihu-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| RuntimeError::Engine(format!("could not start the epoch ticker: {e}")))?;
+
+        let cache = ComponentCache::new(&engine, config.artifact_dir.clone());
+        Ok(Runtime { engine, linker, cache, config, ticker_stop })
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Checks and compiles a component (or finds it already loaded, in memory
+    /// or in the artifact directory). Refuses anything that is not a component
+    /// of elihu's `job` world, saying what is wrong.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedJob>, LoadError> {
+        self.load_with_source(bytes).map(|(job, _)| job)
+    }
+
+    /// Like [`load`](Self::load), also telling where the compiled code came from.
+    pub fn load_with_source(&self, bytes: &[u8]) -> Result<(Arc<LoadedJob>, LoadSource), LoadError> {
+        self.cache.load(&self.engine, &self.linker, bytes)
+    }
+
+    /// A component loaded earlier, by digest.
+    pub fn loaded(&self, digest: &Digest) -> Option<Arc<LoadedJob>> {
+        self.cache.get(digest)
+    }
+
+    /// Runs a job once in a fresh sandbox and says how it ended. Never fails
+    /// itself: every way a run can end is an [`Ending`].
+    pub async fn run(&self, job: &LoadedJob, request: RunRequest) -> RunOutcome {
+        let started = Instant::now();
+        let deadline = started + request.limits.timeout;
+        let memory_cap = request.limits.memory.min(self.config.max_memory) as usize;
+        let journal = Arc::new(Mutex::new(Journal::new(started, self.config.journal, request.events.clone())));
+        let mut store = Store::new(&self.engine, RunState::new(journal.clone(), memory_cap, request.config.clone()));
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        let cancel = request.cancel.clone();
+        store.epoch_deadline_callback(move |mut ctx| {
+            let interruption = if cancel.is_cancelled() {
+                Some(Interruption::Cancelled)
+            } else if Instant::now() >= deadline {
+                Some(Interruption::Timeout)
+            } else {
+                None
+            };
+            match interruption {
+                Some(why) => {
+                    ctx.data_mut().interrupted = Some(why);
+                    Ok(UpdateDeadline::Interrupt)
+                }
+                // Yield every tick so long runs share the executor fairly.
+                None => Ok(UpdateDeadline::Yield(1)),
+            }
+        });
+
+        let info = bindings::JobInfo {
+            id: request.info.id,
+            template: request.info.template.clone(),
+            attempt: request.info.attempt,
+            max_attempts: request.info.max_attempts,
+            checkpoint: request.info.checkpoint.clone(),
+        };
+        let finished = {
+            let call = async {
+                let instance = match job.pre.instantiate_async(&mut store).await {
+                    Ok(instance) => instance,
+                    Err(e) => return Err(Failure::Instantiate(e)),
+                };
+                instance.call_run(&mut store, &request.context, &info).await.map_err(Failure::Call)
+            };
+            // The epoch callback stops a guest busy in wasm; these stop one
+            // blocked in a host call, where epochs are never checked.
+            tokio::select! {
+                result = call => Some(result),
+                _ = tokio::time::sleep_until(deadline.into()) => None,
+                _ = request.cancel.cancelled() => None,
+            }
+        };
+        let ending = self.classify(&mut store, finished, &request, deadline);
+        let mut journal = journal.lock().unwrap();
+        journal.finish();
+        let ending = refine_trap(ending, &journal);
+        RunOutcome {
+            ending,
+            logs: std::mem::take(&mut journal.lines),
+            logs_dropped: journal.dropped,
+            progress: journal.progress.take(),
+            checkpoint: journal.checkpoint.take(),
+            duration: started.elapsed(),
+        }
+    }
+
+    fn classify(
+        &self,
+        store: &mut Store<RunState>,
+        finished: Option<Result<Result<String, String>, Failure>>,
+        request: &RunRequest,
+        deadline: Instant,
+    ) -> Ending {
+        let timeout_message =
+            || format!("the run passed its timeout of {}", crate::units::format_duration(request.limits.timeout));
+        let cancelled = || Ending::Failed { reason: Reason::Cancelled, message: "the run was cancelled".into() };
+        let state = store.data();
+        match finished {
+            None if request.cancel.is_cancelled() => cancelled(),
+            None => Ending::Failed { reason: Reason::Timeout, message: timeout_message() },
+            Some(Ok(Ok(output))) => {
+                let max = self.config.journal.max_output_bytes;
+                if output.len() > max {
+                    Ending::Failed {
+                        reason: Reason::Error,
+                        message: format!("the output is {} bytes; the limit is {max} bytes", output.len()),
+                    }
+                } else {
+                    Ending::Succeeded { output }
+                }
+            }
+            Some(Ok(Err(message))) => Ending::Failed { reason: Reason::Error, message },
+            Some(Err(Failure::Instantiate(error))) if state.limiter.refused.is_none() => Ending::Failed {
+                reason: Reason::Error,
+                message: format!("the sandbox could not start the job: {error:#}"),
+            },
+            Some(Err(Failure::Instantiate(error) | Failure::Call(error))) => match state.interrupted {
+                Some(Interruption::Cancelled) => cancelled(),
+                Some(Interruption::Timeout) => Ending::Failed { reason: Reason::Timeout, message: timeout_message() },
+                None if Instant::now() >= deadline && error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+                    Ending::Failed { reason: Reason::Timeout, message: timeout_message() }
+                }
+                None => match state.limiter.refused {
+                    Some(wanted) => Ending::Failed {
+                        reason: Reason::Memory,
+                        message: format!(
+                            "the run hit its memory limit of {} (it tried to grow its memory to {})",
+                            crate::units::format_size(request.limits.memory.min(self.config.max_memory)),
+                            crate::units::format_size(wanted as u64)
+                        ),
+                    },
+                    None => match error.downcast_ref::<Trap>() {
+                        Some(trap) => Ending::Failed { reason: Reason::Trap, message: trap.to_string() },
+                        None => Ending::Failed {
+                            reason: Reason::Trap,
+                            message: format!("{error:#}").lines().next().unwrap_or("the job failed").to_string(),
+                        },
+                    },
+                },
+            },
+        }
+    }
+}
+
+/// Where a run that did not return went wrong.
+enum Failure {
+    /// Creating the instance failed (pool exhausted, memory limit at start).
+    Instantiate(wasmtime::Error),
+    /// The call trapped or was interrupted.
+    Call(wasmtime::Error),
+}
+
+/// Adds the guest's panic message (from its stderr) to a trap's message.
+fn refine_trap(ending: Ending, journal: &Journal) -> Ending {
+    match ending {
+        Ending::Failed { reason: Reason::Trap, message } => match journal.panic_message() {
+            Some(panic) => Ending::Failed { reason: Reason::Trap, message: format!("{message}: the job {panic}") },
+            None => Ending::Failed { reason: Reason::Trap, message },
+        },
+        other => other,
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
