@@ -94,3 +94,18 @@ fn bad_inputs_are_named() {
     let out = elihu(&["run", &wasm("hello"), "--context", "{name"]);
     assert!(text(&out.stderr).contains("the context is not valid JSON"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn runs_a_carried_example_checking_its_schema() {
+    let out = elihu(&["run", "--example", "wordfreq", "--context", r#"{"text": "b a b", "top": 1}"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let output: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(output["top"], serde_json::json!([{"word": "b", "count": 2}]));
+
+    let out = elihu(&["run", "--example", "wordfreq", "--context", r#"{"txt": "typo"}"#]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("the wordfreq example's schema"), "{}", text(&out.stderr));
+
+    let out = elihu(&["run", "--example", "nope"]);
+    assert!(text(&out.stderr).contains("there is no example job `nope`; the examples are: hello, wordfreq"));
+}

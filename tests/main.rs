@@ -5,6 +5,10 @@
 
 mod support;
 
+mod api;
+mod cli_node;
 mod cli_run;
 mod loading;
+mod queue;
 mod runtime;
+mod store;

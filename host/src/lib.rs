@@ -22,7 +22,18 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod client;
+pub mod clock;
+pub mod engine;
+pub mod events;
 pub mod examples;
+pub mod queue;
 pub mod runtime;
 pub mod schema;
+pub mod store;
 pub mod units;
+
+pub use client::{Client, ClientError, ClientOptions, Enqueue};
+pub use engine::{Node, NodeConfig};
+pub use events::Event;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use elihu::runtime::{JobInfo, LoadedJob, RunLimits, RunOutcome, RunRequest, Runtime, RuntimeConfig};
 use serde_json::Value;
 
+pub mod node;
+
 /// A directory for compiled artifacts shared by every runtime in this test
 /// process, so each example is compiled once.
 pub fn artifact_dir() -> &'static Path {

@@ -1,6 +1,11 @@
 //! `elihu` subcommands: argument parsing and dispatch; each command lives in its own module.
 
+mod demo;
+mod jobs;
 mod run;
+mod serve;
+mod settings;
+mod template;
 
 use std::process::ExitCode;
 
@@ -16,8 +21,31 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The first run: a node on SQLite working the example jobs, then serving.
+    Demo(demo::DemoArgs),
+    /// Run a node working the queues, with the HTTP API.
+    Serve(serve::ServeArgs),
     /// Run a job component once, locally: the job author's loop.
     Run(run::RunArgs),
+    /// Manage templates.
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
+    /// Enqueue a job (or a batch).
+    Enqueue(jobs::EnqueueArgs),
+    /// Look at queued and running jobs.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Cancel a job.
+    Cancel(jobs::CancelArgs),
+    /// Look at runs: the history of every attempt.
+    #[command(subcommand)]
+    Runs(jobs::RunsCommand),
+    /// Per-template figures: counts, durations, queue depth.
+    Stats(jobs::DbOnly),
+    /// Nodes working the database.
+    Nodes(jobs::DbOnly),
+    /// Create or update the database's tables.
+    Migrate(jobs::DbOnly),
 }
 
 pub fn main() -> ExitCode {
@@ -37,9 +65,21 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Demo(args) => demo::demo(args).await,
+            Command::Serve(args) => serve::serve(args).await,
             Command::Run(args) => run::run(args).await,
+            Command::Template(command) => template::run(command).await,
+            Command::Enqueue(args) => jobs::enqueue(args).await,
+            Command::Jobs(command) => jobs::jobs(command).await,
+            Command::Cancel(args) => jobs::cancel(args).await,
+            Command::Runs(command) => jobs::runs(command).await,
+            Command::Stats(args) => jobs::stats(args).await,
+            Command::Nodes(args) => jobs::nodes(args).await,
+            Command::Migrate(args) => jobs::migrate(args).await,
         }
     });
+    // Runs still blocked in host calls must not hold the process open.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => code,
         Err(e) => {

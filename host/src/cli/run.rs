@@ -17,7 +17,12 @@ use elihu::units;
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The job component (`.wasm`).
-    file: PathBuf,
+    #[arg(required_unless_present = "example", conflicts_with = "example")]
+    file: Option<PathBuf>,
+    /// Run one of the example jobs elihu carries (`hello`, `wordfreq`, `flaky`, ...)
+    /// instead of a file; its schema is checked unless `--schema` is given.
+    #[arg(long, value_name = "NAME")]
+    example: Option<String>,
     /// The job's context, as JSON.
     #[arg(long, default_value = "{}")]
     context: String,
@@ -46,25 +51,45 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let context = parse_json("the context", &args.context)?;
-    if let Some(path) = &args.schema {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading the schema {}", path.display()))?;
-        let schema = ContextSchema::from_text(&text).with_context(|| format!("in {}", path.display()))?;
+    let (name, bytes, example_schema) = match (&args.file, &args.example) {
+        (Some(path), _) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            (name, bytes, None)
+        }
+        (None, Some(name)) => {
+            let Some(example) = elihu::examples::get(name) else {
+                let names: Vec<&str> = elihu::examples::ALL.iter().map(|e| e.name).collect();
+                anyhow::bail!("there is no example job `{name}`; the examples are: {}", names.join(", "));
+            };
+            (name.clone(), example.wasm.to_vec(), example.schema.map(|s| (format!("the {name} example's schema"), s.to_string())))
+        }
+        (None, None) => anyhow::bail!("give a .wasm file or --example NAME"),
+    };
+    let schema = match &args.schema {
+        Some(path) => Some((
+            path.display().to_string(),
+            std::fs::read_to_string(path).with_context(|| format!("reading the schema {}", path.display()))?,
+        )),
+        None => example_schema,
+    };
+    if let Some((source, text)) = schema {
+        let schema = ContextSchema::from_text(&text).with_context(|| format!("in {source}"))?;
         if let Err(e) = schema.validate(&context) {
-            eprintln!("error: the context does not match {}:", path.display());
+            eprintln!("error: the context does not match {source}:");
             for v in e.violations() {
                 eprintln!("  {v}");
             }
             return Ok(ExitCode::from(2));
         }
     }
-    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let runtime = Runtime::new(RuntimeConfig {
         epoch_tick: args.tick,
         max_concurrent_runs: 4,
         max_memory: args.memory.max(RuntimeConfig::default().max_memory),
         ..RuntimeConfig::default()
     })?;
-    let job = runtime.load(&bytes).with_context(|| format!("loading {}", args.file.display()))?;
+    let job = runtime.load(&bytes).with_context(|| format!("loading {name}"))?;
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {
@@ -83,7 +108,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         context: args.context.clone(),
         info: JobInfo {
             id: 0,
-            template: args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            template: name,
             attempt: args.attempt,
             max_attempts: args.attempt,
             checkpoint: args.checkpoint.clone(),

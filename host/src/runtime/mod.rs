@@ -228,7 +228,9 @@ impl Runtime {
                     Ok(UpdateDeadline::Interrupt)
                 }
                 // Yield every tick so long runs share the executor fairly.
-                None => Ok(UpdateDeadline::Yield(1)),
+                // tokio's `yield_now` defers the wake-up until the timer and
+                // I/O drivers have run; a plain yield would starve them.
+                None => Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))),
             }
         });
 

@@ -1,0 +1,117 @@
+//! Settings shared by the database commands: flags, then environment
+//! variables, then the config file (`elihu.toml`), then defaults that need no
+//! configuration at all (`./elihu.db`, `127.0.0.1:7450`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use serde::Deserialize;
+
+use elihu::units;
+
+/// Where the database is; every database command takes it.
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// The database: an SQLite file path or `sqlite://PATH` [default: ./elihu.db]
+    #[arg(long, env = "ELIHU_DATABASE_URL", global = true)]
+    pub database: Option<String>,
+    /// The config file [default: ./elihu.toml when it exists]
+    #[arg(long, env = "ELIHU_CONFIG_FILE", global = true)]
+    pub config_file: Option<PathBuf>,
+}
+
+/// The config file's contents; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub database: Option<String>,
+    pub listen: Option<String>,
+    pub token: Option<String>,
+    pub tick: Option<String>,
+    pub poll: Option<String>,
+    pub grace: Option<String>,
+    pub heartbeat: Option<String>,
+    pub run_ttl: Option<String>,
+    pub max_memory: Option<String>,
+    pub max_concurrent_runs: Option<u32>,
+    pub cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub queues: BTreeMap<String, u32>,
+}
+
+impl DbArgs {
+    /// Reads the config file named by the flag or environment, or
+    /// `./elihu.toml` if it exists.
+    pub fn file(&self) -> anyhow::Result<FileSettings> {
+        let (path, required) = match &self.config_file {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from("elihu.toml"), false),
+        };
+        if !path.exists() {
+            if required {
+                bail!("the config file {} does not exist", path.display());
+            }
+            return Ok(FileSettings::default());
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("in the config file {}", path.display()))
+    }
+
+    /// The database URL to use.
+    pub fn url(&self, file: &FileSettings) -> String {
+        self.database.clone().or_else(|| file.database.clone()).unwrap_or_else(|| "elihu.db".into())
+    }
+}
+
+/// Parses a duration setting from the config file, naming the key on error.
+pub fn file_duration(key: &str, value: &Option<String>) -> anyhow::Result<Option<Duration>> {
+    value
+        .as_deref()
+        .map(|v| units::parse_duration(v).with_context(|| format!("config file key `{key}`")))
+        .transpose()
+}
+
+/// Where compiled artifacts are kept: `cache_dir`, else `$XDG_CACHE_HOME/elihu`
+/// or `~/.cache/elihu`, else the temp dir.
+pub fn cache_dir(file: &FileSettings) -> PathBuf {
+    if let Some(dir) = &file.cache_dir {
+        return dir.clone();
+    }
+    if let Ok(dir) = std::env::var("ELIHU_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("elihu").join("artifacts")
+}
+
+/// Opens the database named by the settings (migrating it) with a runtime
+/// whose artifacts are cached on disk.
+pub async fn open(db: &DbArgs) -> anyhow::Result<elihu::Client> {
+    let file = db.file()?;
+    open_with(db, &file, elihu::runtime::RuntimeConfig::default()).await
+}
+
+/// Like [`open`], with a given runtime configuration and file settings.
+pub async fn open_with(
+    db: &DbArgs,
+    file: &FileSettings,
+    mut runtime: elihu::runtime::RuntimeConfig,
+) -> anyhow::Result<elihu::Client> {
+    runtime.artifact_dir = Some(cache_dir(file));
+    if let Some(max) = &file.max_memory {
+        runtime.max_memory = units::parse_size(max).context("config file key `max_memory`")?;
+    }
+    if let Some(n) = file.max_concurrent_runs {
+        runtime.max_concurrent_runs = n;
+    }
+    let url = db.url(file);
+    elihu::Client::open(&url, elihu::ClientOptions { runtime })
+        .await
+        .with_context(|| format!("opening the database {url}"))
+}

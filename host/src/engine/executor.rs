@@ -1,0 +1,179 @@
+//! One run from claim to recorded outcome: load the component, run it in the
+//! sandbox while streaming its events (checkpoints persisted at once), decide
+//! what becomes of the job, and write the outcome (retrying the write until
+//! the database takes it or the run turns out to be fenced off).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use crate::client::Client;
+use crate::events::Event;
+use crate::queue::{self, Backoff};
+use crate::runtime::{CancelHandle, Ending, JobInfo, Reason, RunEvent, RunLimits, RunOutcome, RunRequest};
+use crate::store::{Claimed, JobNext, RunEnd, TemplateDefaults};
+
+/// Runs a claimed job and records how it ended. `shutting_down` tells a
+/// cancel caused by the node's shutdown from one asked by a user.
+pub(crate) async fn execute(
+    client: &Client,
+    node_id: &str,
+    claimed: Claimed,
+    cancel: CancelHandle,
+    shutting_down: impl Fn() -> bool,
+) {
+    let span = tracing::info_span!(
+        "run",
+        job = claimed.job.id,
+        run = claimed.run_id,
+        template = %claimed.job.template,
+        attempt = claimed.job.attempt
+    );
+    execute_in_span(client, node_id, claimed, cancel, shutting_down).instrument(span).await
+}
+
+async fn execute_in_span(
+    client: &Client,
+    node_id: &str,
+    claimed: Claimed,
+    cancel: CancelHandle,
+    shutting_down: impl Fn() -> bool,
+) {
+    let Claimed { run_id, job, digest, config } = claimed;
+    let shared = &client.shared;
+    client.emit(Event::Started { job_id: job.id, run_id, attempt: job.attempt, node_id: node_id.to_string() });
+
+    let outcome = match load(client, &digest).await {
+        Ok(loaded) => {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let request = RunRequest {
+                context: job.context.clone(),
+                info: JobInfo {
+                    id: job.id as u64,
+                    template: job.template.clone(),
+                    attempt: job.attempt,
+                    max_attempts: job.max_attempts,
+                    checkpoint: job.checkpoint.clone(),
+                },
+                limits: RunLimits { timeout: Duration::from_millis(job.timeout_ms), memory: job.memory_bytes },
+                config: Arc::new(config),
+                cancel: cancel.clone(),
+                events: Some(tx),
+            };
+            let forward = {
+                let client = client.clone();
+                let node_id = node_id.to_string();
+                let job_id = job.id;
+                async move {
+                    while let Some(event) = rx.recv().await {
+                        match event {
+                            RunEvent::Log(line) => client.emit(Event::Log { job_id, run_id, line }),
+                            RunEvent::Progress(p) => {
+                                if let Err(e) = client.shared.store.run_progress(run_id, &p).await {
+                                    tracing::warn!(error = %e, "could not save progress");
+                                }
+                                client.emit(Event::Progress { job_id, run_id, percent: p.percent, message: p.message });
+                            }
+                            RunEvent::Checkpoint(state) => {
+                                if let Err(e) = client.shared.store.run_checkpoint(run_id, &node_id, &state).await {
+                                    tracing::warn!(error = %e, "could not save a checkpoint; it is kept with the run's outcome");
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            let (outcome, ()) = tokio::join!(shared.runtime.run(&loaded, request), forward);
+            outcome
+        }
+        Err(message) => RunOutcome {
+            ending: Ending::Failed { reason: Reason::Error, message },
+            logs: Vec::new(),
+            logs_dropped: 0,
+            progress: None,
+            checkpoint: None,
+            duration: Duration::ZERO,
+        },
+    };
+
+    let mut ending = outcome.ending;
+    if let Ending::Failed { reason: reason @ Reason::Cancelled, message } = &mut ending
+        && shutting_down()
+        && !user_cancelled(client, job.id).await
+    {
+        *reason = Reason::Shutdown;
+        *message = "the node shut down before the run finished; it will run again".into();
+    }
+    let template_defaults = shared.store.template_get(&job.template).await.ok().flatten().map(|t| t.defaults);
+    let backoff = Backoff::of(template_defaults.as_ref().unwrap_or(&TemplateDefaults::default()));
+    let now = shared.clock.now();
+    let next = queue::after_run(&ending, job.attempt, job.max_attempts, backoff, now);
+    let end = RunEnd {
+        run_id,
+        job_id: job.id,
+        node_id: node_id.to_string(),
+        result: ending.result(),
+        reason: ending.reason(),
+        message: match &ending {
+            Ending::Failed { message, .. } => Some(message.clone()),
+            Ending::Succeeded { .. } => None,
+        },
+        output: match &ending {
+            Ending::Succeeded { output } => Some(output.clone()),
+            Ending::Failed { .. } => None,
+        },
+        logs: outcome.logs,
+        progress: outcome.progress,
+        checkpoint: outcome.checkpoint,
+        finished_at: now,
+    };
+    if !record(client, &end, next).await {
+        tracing::warn!("the run was expired by another node meanwhile; its late outcome is discarded");
+        return;
+    }
+    tracing::info!(result = ?end.result, reason = ?end.reason, "run finished");
+    client.emit(match (&ending, next) {
+        (Ending::Succeeded { output }, _) => Event::Succeeded { job_id: job.id, run_id, output: output.clone() },
+        (Ending::Failed { reason: Reason::Cancelled, .. }, _) => Event::Cancelled { job_id: job.id, run_id: Some(run_id) },
+        (Ending::Failed { reason, message }, JobNext::Retry { at, .. }) => {
+            Event::Retried { job_id: job.id, run_id, reason: *reason, message: message.clone(), run_at: at }
+        }
+        (Ending::Failed { reason, message }, JobNext::Delete) => {
+            Event::Failed { job_id: job.id, run_id, reason: *reason, message: message.clone() }
+        }
+    });
+}
+
+async fn user_cancelled(client: &Client, job_id: i64) -> bool {
+    matches!(client.shared.store.job_get(job_id).await, Ok(Some(job)) if job.cancel_requested)
+}
+
+async fn load(client: &Client, digest: &crate::runtime::Digest) -> Result<Arc<crate::runtime::LoadedJob>, String> {
+    let shared = &client.shared;
+    if let Some(loaded) = shared.runtime.loaded(digest) {
+        return Ok(loaded);
+    }
+    let bytes = match shared.store.component_get(digest).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(format!("the component {digest} is missing from the database")),
+        Err(e) => return Err(format!("could not read the component {digest}: {e}")),
+    };
+    shared.runtime.load(&bytes).map_err(|e| format!("the component {digest} does not load: {e}"))
+}
+
+/// Writes a run's outcome, retrying while the database is unreachable so an
+/// outcome is never dropped. False when the run was fenced off.
+pub(crate) async fn record(client: &Client, end: &RunEnd, next: JobNext) -> bool {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match client.shared.store.run_finish(end, next).await {
+            Ok(applied) => return applied,
+            Err(e) => {
+                tracing::warn!(error = %e, run = end.run_id, "could not record the run's outcome; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

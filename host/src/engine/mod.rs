@@ -1,0 +1,404 @@
+//! The node: claim loops (one per queue, each with its concurrency limit),
+//! dispatch of claimed jobs into the sandbox, heartbeats, cancellation,
+//! graceful shutdown, and the leader-only maintenance (see `maintenance`).
+//! Time comes from the client's injectable clock.
+
+mod executor;
+mod maintenance;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::client::{Client, ClientError, Enqueue};
+use crate::runtime::CancelHandle;
+use crate::store::{Claimed, Inserted, NodeInfo};
+
+/// How a node works. `Default` suits one node on one machine.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The node's id; generated from host name and process id when `None`.
+    pub id: Option<String>,
+    /// The queues this node works and how many runs of each may be in
+    /// flight at once (bg_jobs queues).
+    pub queues: BTreeMap<String, u32>,
+    /// How often each queue is polled when nothing wakes it.
+    pub poll_interval: Duration,
+    /// How often the node heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long after the node's last heartbeat its runs count as abandoned.
+    pub run_ttl: Duration,
+    /// How long a leader lease lasts without renewal.
+    pub leader_ttl: Duration,
+    /// How often the node tries for the lease and, as leader, does maintenance.
+    pub maintenance_interval: Duration,
+    /// How often the node checks for cancels asked through the database.
+    pub cancel_poll: Duration,
+    /// How long a shutdown lets runs finish before interrupting them.
+    pub shutdown_grace: Duration,
+    /// Finished runs older than this are pruned by the leader (`None`: kept).
+    pub prune_after: Option<Duration>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: None,
+            queues: BTreeMap::from([("default".to_string(), 10)]),
+            poll_interval: Duration::from_millis(250),
+            heartbeat_interval: Duration::from_secs(5),
+            run_ttl: Duration::from_secs(30),
+            leader_ttl: Duration::from_secs(15),
+            maintenance_interval: Duration::from_secs(1),
+            cancel_poll: Duration::from_millis(250),
+            shutdown_grace: Duration::from_secs(10),
+            prune_after: Some(Duration::from_secs(7 * 24 * 3600)),
+        }
+    }
+}
+
+struct NodeState {
+    id: String,
+    config: NodeConfig,
+    client: Client,
+    in_flight: HashMap<String, AtomicU32>,
+    total: AtomicU32,
+    slot_freed: Notify,
+    shutting_down: AtomicBool,
+    info: NodeInfo,
+}
+
+/// A running node. Dropping it without [`Node::shutdown`] stops nothing:
+/// call `shutdown` for a graceful stop.
+pub struct Node {
+    state: Arc<NodeState>,
+    stop: watch::Sender<bool>,
+    loops: Vec<JoinHandle<()>>,
+}
+
+/// A cloneable handle on a running node, for the HTTP API and other tasks.
+#[derive(Clone)]
+pub struct NodeHandle(Arc<NodeState>);
+
+impl NodeHandle {
+    /// The node's id.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// Runs in flight on the node now.
+    pub fn running(&self) -> u32 {
+        self.0.total.load(Ordering::SeqCst)
+    }
+
+    /// See [`Node::enqueue_and_run`].
+    pub async fn enqueue_and_run(&self, request: Enqueue) -> Result<Inserted, ClientError> {
+        let client = &self.0.client;
+        let inserted = client.enqueue(request).await?;
+        if let Inserted::New(id) = inserted {
+            let now = client.clock().now();
+            let expires = now + self.0.config.run_ttl.as_millis() as i64;
+            if let Some(claimed) = client.store().job_claim_id(&self.0.id, id, now, expires).await? {
+                spawn_run(&self.0, claimed);
+            }
+        }
+        Ok(inserted)
+    }
+}
+
+/// What a shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Runs that finished within the grace period.
+    pub finished: u32,
+    /// Runs interrupted at the end of the grace period (recorded as `shutdown`, to be retried).
+    pub interrupted: u32,
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = if host.is_empty() { "node".to_string() } else { host };
+    format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+impl Node {
+    /// Registers the node (first heartbeat) and starts its loops on the
+    /// current tokio runtime.
+    pub async fn start(client: Client, config: NodeConfig) -> Result<Node, ClientError> {
+        if config.queues.is_empty() {
+            return Err(ClientError::Invalid { field: "queues", message: "a node must work at least one queue".into() });
+        }
+        for (queue, limit) in &config.queues {
+            if *limit == 0 {
+                return Err(ClientError::Invalid { field: "queues", message: format!("queue `{queue}` has concurrency 0") });
+            }
+        }
+        let id = config.id.clone().unwrap_or_else(default_node_id);
+        let now = client.clock().now();
+        let info = NodeInfo {
+            id: id.clone(),
+            hostname: hostname(),
+            pid: std::process::id() as i64,
+            queues: config.queues.iter().map(|(q, n)| format!("{q}={n}")).collect::<Vec<_>>().join(","),
+            started_at: now,
+            heartbeat_at: now,
+        };
+        client.store().node_heartbeat(&info, now + config.run_ttl.as_millis() as i64).await?;
+        let state = Arc::new(NodeState {
+            id,
+            in_flight: config.queues.keys().map(|q| (q.clone(), AtomicU32::new(0))).collect(),
+            config,
+            client,
+            total: AtomicU32::new(0),
+            slot_freed: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            info,
+        });
+        let (stop, _) = watch::channel(false);
+        let mut loops = Vec::new();
+        for (queue, limit) in state.config.queues.clone() {
+            loops.push(tokio::spawn(claim_loop(state.clone(), queue, limit, stop.subscribe())));
+        }
+        loops.push(tokio::spawn(heartbeat_loop(state.clone(), stop.subscribe())));
+        loops.push(tokio::spawn(cancel_loop(state.clone(), stop.subscribe())));
+        loops.push(tokio::spawn(maintenance_loop(state.clone(), stop.subscribe())));
+        tracing::info!(node = %state.id, queues = %state.info.queues, "node started");
+        Ok(Node { state, stop, loops })
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> &str {
+        &self.state.id
+    }
+
+    /// The client the node works for.
+    pub fn client(&self) -> &Client {
+        &self.state.client
+    }
+
+    /// Runs in flight on this node now.
+    pub fn running(&self) -> u32 {
+        self.state.total.load(Ordering::SeqCst)
+    }
+
+    /// A handle that can enqueue-and-run on this node from other tasks.
+    pub fn handle(&self) -> NodeHandle {
+        NodeHandle(self.state.clone())
+    }
+
+    /// Enqueues a job and runs it on this node at once, ahead of the queue
+    /// and outside its concurrency limit (Bildad's `enqueue_and_run`).
+    pub async fn enqueue_and_run(&self, request: Enqueue) -> Result<Inserted, ClientError> {
+        self.handle().enqueue_and_run(request).await
+    }
+
+    /// Stops claiming, lets runs finish within the grace period, then
+    /// interrupts the rest (recorded as failed with reason `shutdown`, so they
+    /// run again) and deregisters the node.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let state = &self.state;
+        let _ = self.stop.send(true);
+        let at_start = state.total.load(Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + state.config.shutdown_grace;
+        wait_idle(state, Some(deadline)).await;
+        let interrupted = state.total.load(Ordering::SeqCst);
+        if interrupted > 0 {
+            state.shutting_down.store(true, Ordering::SeqCst);
+            let handles: Vec<CancelHandle> = state.client.shared.local_runs.lock().unwrap().values().cloned().collect();
+            for handle in handles {
+                handle.cancel();
+            }
+            wait_idle(state, None).await;
+        }
+        for task in &self.loops {
+            task.abort();
+        }
+        if let Err(e) = state.client.store().node_remove(&state.id).await {
+            tracing::warn!(error = %e, "could not deregister the node; its entry will look silent");
+        }
+        tracing::info!(node = %state.id, interrupted, "node stopped");
+        ShutdownReport { finished: at_start.saturating_sub(interrupted), interrupted }
+    }
+}
+
+async fn wait_idle(state: &NodeState, deadline: Option<tokio::time::Instant>) {
+    loop {
+        let freed = state.slot_freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        if state.total.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        match deadline {
+            Some(at) => {
+                if tokio::time::timeout_at(at, freed).await.is_err() {
+                    return;
+                }
+            }
+            None => freed.await,
+        }
+    }
+}
+
+/// Keeps the in-flight counts right even if a run task panics.
+struct Slot {
+    state: Arc<NodeState>,
+    queue: String,
+    job_id: i64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.state.client.shared.local_runs.lock().unwrap().remove(&self.job_id);
+        if let Some(n) = self.state.in_flight.get(&self.queue) {
+            n.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.state.total.fetch_sub(1, Ordering::SeqCst);
+        self.state.slot_freed.notify_waiters();
+    }
+}
+
+fn spawn_run(state: &Arc<NodeState>, claimed: Claimed) {
+    let queue = claimed.job.queue.clone();
+    if let Some(n) = state.in_flight.get(&queue) {
+        n.fetch_add(1, Ordering::SeqCst);
+    }
+    state.total.fetch_add(1, Ordering::SeqCst);
+    let cancel = CancelHandle::new();
+    state.client.shared.local_runs.lock().unwrap().insert(claimed.job.id, cancel.clone());
+    let slot = Slot { state: state.clone(), queue, job_id: claimed.job.id };
+    tokio::spawn(async move {
+        let state = slot.state.clone();
+        executor::execute(&state.client, &state.id, claimed, cancel, || state.shutting_down.load(Ordering::SeqCst)).await;
+        drop(slot);
+    });
+}
+
+async fn claim_loop(state: Arc<NodeState>, queue: String, limit: u32, mut stop: watch::Receiver<bool>) {
+    let client = state.client.clone();
+    let mut failures = 0u32;
+    loop {
+        // Register for wake-ups before looking, so none is missed in between.
+        let woken = client.shared.wake.notified();
+        let freed = state.slot_freed.notified();
+        tokio::pin!(woken, freed);
+        woken.as_mut().enable();
+        freed.as_mut().enable();
+        if *stop.borrow() {
+            return;
+        }
+        let busy = state.in_flight[&queue].load(Ordering::SeqCst);
+        let free = limit.saturating_sub(busy);
+        let mut full_batch = false;
+        if free > 0 {
+            let now = client.clock().now();
+            let expires = now + state.config.run_ttl.as_millis() as i64;
+            match client.store().job_claim(&state.id, &queue, free, now, expires).await {
+                Ok(claimed) => {
+                    failures = 0;
+                    full_batch = claimed.len() as u32 == free;
+                    for c in claimed {
+                        spawn_run(&state, c);
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, queue = %queue, "claiming failed; retrying");
+                }
+            }
+        }
+        if full_batch {
+            continue;
+        }
+        let pause = if failures > 0 {
+            (state.config.poll_interval * failures.min(20)).min(Duration::from_secs(5))
+        } else {
+            state.config.poll_interval
+        };
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = &mut freed, if free == 0 => {}
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn heartbeat_loop(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(state.config.heartbeat_interval) => {}
+            _ = stop.changed() => {}
+        }
+        // Heartbeats go on during a graceful shutdown so runs in flight do not expire.
+        let now = state.client.clock().now();
+        let info = NodeInfo { heartbeat_at: now, ..state.info.clone() };
+        if let Err(e) = state.client.store().node_heartbeat(&info, now + state.config.run_ttl.as_millis() as i64).await {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+    }
+}
+
+async fn cancel_loop(state: Arc<NodeState>, stop: watch::Receiver<bool>) {
+    let _ = stop;
+    loop {
+        tokio::time::sleep(state.config.cancel_poll).await;
+        if state.total.load(Ordering::SeqCst) == 0 {
+            continue;
+        }
+        match state.client.store().job_cancel_requested(&state.id).await {
+            Ok(ids) => {
+                let runs = state.client.shared.local_runs.lock().unwrap();
+                for id in ids {
+                    if let Some(handle) = runs.get(&id) {
+                        handle.cancel();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "checking for cancels failed"),
+        }
+    }
+}
+
+async fn maintenance_loop(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
+    let client = state.client.clone();
+    let mut last_prune: Option<i64> = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let now = client.clock().now();
+        let lease_until = now + state.config.leader_ttl.as_millis() as i64;
+        match client.store().leader_acquire(&state.id, now, lease_until).await {
+            Ok(true) => {
+                if let Err(e) = maintenance::expire_dead_runs(&client, now).await {
+                    tracing::warn!(error = %e, "expiring dead runs failed");
+                }
+                if let Some(keep) = state.config.prune_after
+                    && last_prune.is_none_or(|at| now - at >= 60_000)
+                {
+                    last_prune = Some(now);
+                    match client.store().run_prune(now - keep.as_millis() as i64).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(pruned = n, "pruned old runs"),
+                        Err(e) => tracing::warn!(error = %e, "pruning failed"),
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "leader election failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(state.config.maintenance_interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

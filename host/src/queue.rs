@@ -1,0 +1,89 @@
+//! Queue logic shared by every store: what becomes of a job after a run ends
+//! (retry with exponential backoff and jitter, or the end of the job).
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::runtime::{Ending, Reason};
+use crate::store::{JobNext, Millis, TemplateDefaults};
+
+/// How retries are spaced: `base * 2^(attempt-1)`, capped at `max`, then
+/// spread by ±25% jitter so failed jobs do not come back in lockstep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay after the first failed attempt.
+    pub base: Duration,
+    /// The longest delay.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The backoff a template sets.
+    pub fn of(defaults: &TemplateDefaults) -> Self {
+        Backoff { base: Duration::from_millis(defaults.backoff_base_ms), max: Duration::from_millis(defaults.backoff_max_ms) }
+    }
+
+    /// The delay before the attempt after `attempt` (which failed), without jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(40);
+        self.base.saturating_mul(1u32 << doublings.min(31)).min(self.max)
+    }
+
+    /// The delay with jitter drawn from `rng`.
+    pub fn jittered(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
+        self.delay(attempt).mul_f64(rng.random_range(0.75..=1.25))
+    }
+}
+
+/// What to do with a job whose run (attempt `attempt` of `max_attempts`) ended so.
+pub fn after_run(ending: &Ending, attempt: u32, max_attempts: u32, backoff: Backoff, now: Millis) -> JobNext {
+    match ending {
+        Ending::Succeeded { .. } => JobNext::Delete,
+        Ending::Failed { reason: Reason::Cancelled, .. } => JobNext::Delete,
+        // A shutdown is not the job's fault: it comes back at once, the attempt refunded.
+        Ending::Failed { reason: Reason::Shutdown, .. } => JobNext::Retry { at: now, refund: true },
+        Ending::Failed { .. } if attempt >= max_attempts => JobNext::Delete,
+        // Its node died: not the job's fault, so no backoff (the attempt still counts).
+        Ending::Failed { reason: Reason::Expired, .. } => JobNext::Retry { at: now, refund: false },
+        Ending::Failed { .. } => {
+            let delay = backoff.jittered(attempt, &mut rand::rng());
+            JobNext::Retry { at: now + delay.as_millis() as Millis, refund: false }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(reason: Reason) -> Ending {
+        Ending::Failed { reason, message: String::new() }
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let b = Backoff { base: Duration::from_secs(1), max: Duration::from_secs(10) };
+        let delays: Vec<u64> = (1..=6).map(|a| b.delay(a).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(b.delay(1000), Duration::from_secs(10));
+        let mut rng = rand::rng();
+        for _ in 0..100 {
+            let d = b.jittered(3, &mut rng).as_millis();
+            assert!((3000..=5000).contains(&d), "{d}");
+        }
+    }
+
+    #[test]
+    fn failures_retry_until_the_last_attempt() {
+        let b = Backoff { base: Duration::from_secs(1), max: Duration::from_secs(60) };
+        let JobNext::Retry { at, refund: false } = after_run(&failed(Reason::Error), 2, 3, b, 1_000) else { panic!() };
+        assert!((1_000 + 1_500..=1_000 + 2_500).contains(&at), "{at}");
+        assert_eq!(after_run(&failed(Reason::Timeout), 3, 3, b, 0), JobNext::Delete);
+        assert_eq!(after_run(&failed(Reason::Cancelled), 1, 3, b, 0), JobNext::Delete);
+        assert_eq!(after_run(&Ending::Succeeded { output: "1".into() }, 1, 3, b, 0), JobNext::Delete);
+        assert_eq!(after_run(&failed(Reason::Shutdown), 3, 3, b, 7), JobNext::Retry { at: 7, refund: true });
+        assert_eq!(after_run(&failed(Reason::Expired), 1, 2, b, 9), JobNext::Retry { at: 9, refund: false });
+        assert_eq!(after_run(&failed(Reason::Expired), 2, 2, b, 0), JobNext::Delete);
+    }
+}

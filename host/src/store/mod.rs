@@ -1,0 +1,471 @@
+//! The store: every durable fact of elihu (components, templates, jobs, runs,
+//! nodes, the leader lease) behind one `Store` trait with object-first method
+//! names. SQL lives in the implementations (`sqlite`); queue logic (retry
+//! policy, backoff, what happens at the last attempt) lives above, in `queue`
+//! and `engine`, so every backend shares it.
+
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::{Digest, LogLine, Progress, Reason, RunResult};
+
+pub use sqlite::SqliteStore;
+
+/// Milliseconds since the Unix epoch, UTC: the one time type of the store.
+pub type Millis = i64;
+
+/// Why the store refused or failed an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("could not migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database URL is not one elihu understands.
+    #[error("`{0}` is not a database URL elihu understands; use `sqlite://PATH` (or a plain file path)")]
+    BadUrl(String),
+    /// No template has that name.
+    #[error("there is no template named `{0}`")]
+    UnknownTemplate(String),
+    /// A template still has queued or running jobs.
+    #[error("template `{name}` still has {jobs} queued or running jobs; cancel them first or delete with force")]
+    TemplateInUse {
+        /// The template.
+        name: String,
+        /// How many jobs it has.
+        jobs: i64,
+    },
+    /// A stored value could not be read back.
+    #[error("corrupt stored value in {what}: {why}")]
+    Corrupt {
+        /// Where.
+        what: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Defaults a template gives its jobs, each overridable at enqueue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateDefaults {
+    /// Queue the jobs go to.
+    pub queue: String,
+    /// Priority: lower runs first (0 is the most urgent).
+    pub priority: i32,
+    /// Attempts a job may make in all.
+    pub max_attempts: u32,
+    /// Timeout of each run, in milliseconds.
+    pub timeout_ms: u64,
+    /// Memory limit of each run, in bytes.
+    pub memory_bytes: u64,
+    /// First retry delay, in milliseconds; it doubles per attempt.
+    pub backoff_base_ms: u64,
+    /// The longest retry delay, in milliseconds.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for TemplateDefaults {
+    fn default() -> Self {
+        TemplateDefaults {
+            queue: "default".into(),
+            priority: 0,
+            max_attempts: 3,
+            timeout_ms: 30_000,
+            memory_bytes: 64 << 20,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 3_600_000,
+        }
+    }
+}
+
+/// A named job type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    /// Its name.
+    pub name: String,
+    /// The component its jobs run.
+    pub digest: Digest,
+    /// The JSON Schema of its jobs' contexts.
+    pub schema: serde_json::Value,
+    /// Defaults for its jobs.
+    pub defaults: TemplateDefaults,
+    /// Values jobs read with `config(key)`.
+    pub config: BTreeMap<String, String>,
+    /// 1 on creation, +1 on every update.
+    pub version: i64,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it was last changed.
+    pub updated_at: Millis,
+}
+
+/// Whether a job waits or runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for its run-at and a free slot.
+    Available,
+    /// A run of it is in flight.
+    Running,
+}
+
+/// A job to insert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// The template.
+    pub template: String,
+    /// The validated context, as JSON text.
+    pub context: String,
+    /// Its queue.
+    pub queue: String,
+    /// Its priority (lower first).
+    pub priority: i32,
+    /// Not before this time.
+    pub run_at: Millis,
+    /// Attempts in all.
+    pub max_attempts: u32,
+    /// Per-run timeout.
+    pub timeout_ms: u64,
+    /// Per-run memory limit.
+    pub memory_bytes: u64,
+    /// At most one queued or running job per key.
+    pub unique_key: Option<String>,
+}
+
+/// What inserting a job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "status", content = "id")]
+pub enum Inserted {
+    /// A new job with this id.
+    New(i64),
+    /// A job with the same unique key was already queued or running.
+    Existing(i64),
+}
+
+impl Inserted {
+    /// The job's id either way.
+    pub fn id(self) -> i64 {
+        match self {
+            Inserted::New(id) | Inserted::Existing(id) => id,
+        }
+    }
+}
+
+/// A queued or running job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Its id.
+    pub id: i64,
+    /// Its template.
+    pub template: String,
+    /// Its context (JSON text).
+    pub context: String,
+    /// Its queue.
+    pub queue: String,
+    /// Its priority.
+    pub priority: i32,
+    /// Not before this time.
+    pub run_at: Millis,
+    /// Waiting or running.
+    pub state: JobState,
+    /// Attempts made so far (the running one included).
+    pub attempt: u32,
+    /// Attempts in all.
+    pub max_attempts: u32,
+    /// Per-run timeout.
+    pub timeout_ms: u64,
+    /// Per-run memory limit.
+    pub memory_bytes: u64,
+    /// Its unique key.
+    pub unique_key: Option<String>,
+    /// The checkpoint the latest attempt saved.
+    pub checkpoint: Option<String>,
+    /// The run in flight, if running.
+    pub current_run: Option<i64>,
+    /// The node running it.
+    pub node_id: Option<String>,
+    /// A cancel was asked while it ran.
+    pub cancel_requested: bool,
+    /// When it was enqueued.
+    pub created_at: Millis,
+}
+
+/// A job claimed for a run, with what the run needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The new run's id.
+    pub run_id: i64,
+    /// The job, with `attempt` already counting this run.
+    pub job: Job,
+    /// The component the run uses (the template's at claim time).
+    pub digest: Digest,
+    /// The template's config values.
+    pub config: BTreeMap<String, String>,
+}
+
+/// Whether a run is in flight or over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// In flight.
+    Running,
+    /// Over; see its result.
+    Done,
+}
+
+/// One attempt of a job, as history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Its id.
+    pub id: i64,
+    /// The job.
+    pub job_id: i64,
+    /// The job's template.
+    pub template: String,
+    /// Which attempt.
+    pub attempt: u32,
+    /// Of how many.
+    pub max_attempts: u32,
+    /// The node that ran it.
+    pub node_id: String,
+    /// The component it ran.
+    pub digest: Digest,
+    /// In flight or over.
+    pub status: RunStatus,
+    /// How it ended.
+    pub result: Option<RunResult>,
+    /// Why it did not succeed.
+    pub reason: Option<Reason>,
+    /// The failure message.
+    pub message: Option<String>,
+    /// The output JSON.
+    pub output: Option<String>,
+    /// Its log.
+    pub logs: Vec<LogLine>,
+    /// The last progress it reported.
+    pub progress: Option<Progress>,
+    /// The last checkpoint it saved.
+    pub checkpoint: Option<String>,
+    /// When it started.
+    pub started_at: Millis,
+    /// When it ended.
+    pub finished_at: Option<Millis>,
+    /// When it counts as abandoned unless its node heartbeats.
+    pub expires_at: Millis,
+}
+
+/// How a run ended, to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEnd {
+    /// The run.
+    pub run_id: i64,
+    /// Its job.
+    pub job_id: i64,
+    /// The node that owns the run: the write only counts if it still does.
+    pub node_id: String,
+    /// The result.
+    pub result: RunResult,
+    /// The reason, when not succeeded.
+    pub reason: Option<Reason>,
+    /// The failure message.
+    pub message: Option<String>,
+    /// The output.
+    pub output: Option<String>,
+    /// The log.
+    pub logs: Vec<LogLine>,
+    /// The last progress.
+    pub progress: Option<Progress>,
+    /// The last checkpoint (kept on the job for the next attempt).
+    pub checkpoint: Option<String>,
+    /// When it ended.
+    pub finished_at: Millis,
+}
+
+/// What becomes of the job after a run ends: decided by the queue logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobNext {
+    /// The job is finished: delete it.
+    Delete,
+    /// Try again at `at`; with `refund` the attempt does not count (a shutdown).
+    Retry {
+        /// When.
+        at: Millis,
+        /// Give the attempt back.
+        refund: bool,
+    },
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CancelOutcome {
+    /// The job was waiting and is gone.
+    Removed,
+    /// The job is running; its node will interrupt it.
+    Requested,
+    /// No such job (finished, or never existed).
+    NotFound,
+}
+
+/// Filters for listing jobs.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this template.
+    pub template: Option<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// At most this many (default 100).
+    pub limit: Option<i64>,
+}
+
+/// Filters for listing runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only this job's runs.
+    pub job_id: Option<i64>,
+    /// Only this template's runs.
+    pub template: Option<String>,
+    /// At most this many (default 100), newest first.
+    pub limit: Option<i64>,
+}
+
+/// A node, as the database sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Its id.
+    pub id: String,
+    /// Its host name.
+    pub hostname: String,
+    /// Its process id.
+    pub pid: i64,
+    /// The queues it works, as `name=concurrency` pairs.
+    pub queues: String,
+    /// When it started.
+    pub started_at: Millis,
+    /// Its last heartbeat.
+    pub heartbeat_at: Millis,
+}
+
+/// Per-template figures (Bildad's job stats).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TemplateStats {
+    /// The template.
+    pub template: String,
+    /// Runs that succeeded.
+    pub succeeded: i64,
+    /// Runs that failed.
+    pub failed: i64,
+    /// Runs that were cancelled.
+    pub cancelled: i64,
+    /// Jobs waiting.
+    pub queued: i64,
+    /// Jobs running.
+    pub running: i64,
+    /// Median duration of finished runs, in milliseconds.
+    pub duration_p50_ms: Option<i64>,
+    /// 95th percentile duration of finished runs, in milliseconds.
+    pub duration_p95_ms: Option<i64>,
+}
+
+/// The durable state of elihu. Every method is one transaction.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Stores component bytes under their digest (a no-op when present).
+    async fn component_put(&self, digest: &Digest, bytes: &[u8], now: Millis) -> Result<(), StoreError>;
+    /// The bytes of a component.
+    async fn component_get(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Creates a template, or updates it (bumping its version). Running jobs
+    /// keep the component they claimed.
+    async fn template_put(
+        &self,
+        name: &str,
+        digest: &Digest,
+        schema: &serde_json::Value,
+        defaults: &TemplateDefaults,
+        config: &BTreeMap<String, String>,
+        now: Millis,
+    ) -> Result<Template, StoreError>;
+    /// A template by name.
+    async fn template_get(&self, name: &str) -> Result<Option<Template>, StoreError>;
+    /// Every template, by name.
+    async fn template_list(&self) -> Result<Vec<Template>, StoreError>;
+    /// Deletes a template; refused while it has jobs unless `force`, which
+    /// deletes its waiting jobs and asks its running ones to cancel.
+    async fn template_delete(&self, name: &str, force: bool) -> Result<bool, StoreError>;
+
+    /// Inserts jobs in one transaction; a job whose unique key is taken by a
+    /// queued or running job is not inserted and reports that job instead.
+    async fn job_insert(&self, jobs: &[NewJob], now: Millis) -> Result<Vec<Inserted>, StoreError>;
+    /// A queued or running job.
+    async fn job_get(&self, id: i64) -> Result<Option<Job>, StoreError>;
+    /// Queued and running jobs, in claim order.
+    async fn job_list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
+    /// Claims up to `limit` available jobs of `queue` due at `now`, by
+    /// (priority, run-at, id), opening a run for each.
+    async fn job_claim(
+        &self,
+        node_id: &str,
+        queue: &str,
+        limit: u32,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// Claims one specific available job now, whatever its run-at or queue
+    /// (Bildad's `enqueue_and_run`). `None` when it is not available.
+    async fn job_claim_id(&self, node_id: &str, id: i64, now: Millis, expires_at: Millis) -> Result<Option<Claimed>, StoreError>;
+    /// Cancels a job: removes it if waiting, flags it if running.
+    async fn job_cancel(&self, id: i64) -> Result<CancelOutcome, StoreError>;
+    /// Running jobs of `node_id` whose cancel was requested.
+    async fn job_cancel_requested(&self, node_id: &str) -> Result<Vec<i64>, StoreError>;
+
+    /// Records a run's end and moves its job on, only while the run is still
+    /// running on `end.node_id` and is the job's current run (fencing).
+    /// Returns false when fenced off (nothing is written).
+    async fn run_finish(&self, end: &RunEnd, next: JobNext) -> Result<bool, StoreError>;
+    /// Saves a checkpoint of a running run on its job (fenced like `run_finish`).
+    async fn run_checkpoint(&self, run_id: i64, node_id: &str, checkpoint: &str) -> Result<bool, StoreError>;
+    /// Saves the latest progress of a running run.
+    async fn run_progress(&self, run_id: i64, progress: &Progress) -> Result<(), StoreError>;
+    /// A run by id.
+    async fn run_get(&self, id: i64) -> Result<Option<Run>, StoreError>;
+    /// Runs, newest first.
+    async fn run_list(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError>;
+    /// Running runs whose expiry passed (their node stopped heartbeating).
+    async fn run_expired(&self, now: Millis) -> Result<Vec<Run>, StoreError>;
+    /// Deletes finished runs older than `before`; returns how many.
+    async fn run_prune(&self, before: Millis) -> Result<u64, StoreError>;
+
+    /// Records a node's heartbeat and extends the expiry of its running runs.
+    async fn node_heartbeat(&self, node: &NodeInfo, runs_expire_at: Millis) -> Result<(), StoreError>;
+    /// Removes a node that stopped cleanly.
+    async fn node_remove(&self, node_id: &str) -> Result<(), StoreError>;
+    /// Known nodes.
+    async fn node_list(&self) -> Result<Vec<NodeInfo>, StoreError>;
+    /// Takes or renews the leader lease; true when `node_id` holds it until `expires_at`.
+    async fn leader_acquire(&self, node_id: &str, now: Millis, expires_at: Millis) -> Result<bool, StoreError>;
+
+    /// Per-template figures.
+    async fn stats(&self) -> Result<Vec<TemplateStats>, StoreError>;
+}
+
+/// Opens the store a database URL names: `sqlite://PATH`, `sqlite::memory:`
+/// or a plain file path (SQLite, embedded). Does not migrate.
+pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::BadUrl(format!(
+            "{url}` (PostgreSQL is not supported by this build yet; use an SQLite path"
+        )));
+    }
+    Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+}

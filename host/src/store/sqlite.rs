@@ -1,0 +1,668 @@
+//! The SQLite store: embedded, one file, WAL mode, a busy timeout, and every
+//! writing transaction opened with `BEGIN IMMEDIATE` so concurrent writers
+//! queue on the lock instead of failing on a read-to-write upgrade.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Connection, Row, Sqlite, SqliteConnection, Transaction};
+
+use super::*;
+use crate::runtime::{LogLine, Progress, Reason, RunResult};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// elihu's store on an SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url`: `sqlite://PATH`,
+    /// `sqlite::memory:` or a plain file path. Does not migrate.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = if url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url).map_err(|_| StoreError::BadUrl(url.to_string()))?
+        } else if url.contains("://") {
+            return Err(StoreError::BadUrl(url.to_string()));
+        } else {
+            SqliteConnectOptions::new().filename(url)
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:");
+        if !in_memory {
+            // Create the file and switch it to WAL on one connection first:
+            // pooled connections racing to change the journal mode of a new
+            // file fail with "database is locked", busy timeout or not.
+            let first = SqliteConnection::connect_with(&options).await?;
+            first.close().await?;
+        }
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database exists per connection: keep exactly one.
+            .max_connections(if in_memory { 1 } else { 4 })
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
+    move |e| StoreError::Corrupt { what, why: e.to_string() }
+}
+
+fn digest_of(text: String) -> Result<Digest, StoreError> {
+    Digest::parse(&text).ok_or(StoreError::Corrupt { what: "a digest", why: format!("`{text}` is not a sha256 digest") })
+}
+
+fn template_from(row: &SqliteRow) -> Result<Template, StoreError> {
+    Ok(Template {
+        name: row.try_get("name")?,
+        digest: digest_of(row.try_get("digest")?)?,
+        schema: serde_json::from_str(row.try_get::<&str, _>("schema")?).map_err(corrupt("a template schema"))?,
+        defaults: TemplateDefaults {
+            queue: row.try_get("queue")?,
+            priority: row.try_get("priority")?,
+            max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+            timeout_ms: row.try_get::<i64, _>("timeout_ms")? as u64,
+            memory_bytes: row.try_get::<i64, _>("memory_bytes")? as u64,
+            backoff_base_ms: row.try_get::<i64, _>("backoff_base_ms")? as u64,
+            backoff_max_ms: row.try_get::<i64, _>("backoff_max_ms")? as u64,
+        },
+        config: serde_json::from_str(row.try_get::<&str, _>("config")?).map_err(corrupt("a template config"))?,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn job_from(row: &SqliteRow) -> Result<Job, StoreError> {
+    let state: &str = row.try_get("state")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        template: row.try_get("template")?,
+        context: row.try_get("context")?,
+        queue: row.try_get("queue")?,
+        priority: row.try_get("priority")?,
+        run_at: row.try_get("run_at")?,
+        state: if state == "running" { JobState::Running } else { JobState::Available },
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+        timeout_ms: row.try_get::<i64, _>("timeout_ms")? as u64,
+        memory_bytes: row.try_get::<i64, _>("memory_bytes")? as u64,
+        unique_key: row.try_get("unique_key")?,
+        checkpoint: row.try_get("checkpoint")?,
+        current_run: row.try_get("current_run")?,
+        node_id: row.try_get("node_id")?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn result_from(text: Option<String>) -> Option<RunResult> {
+    match text.as_deref() {
+        Some("succeeded") => Some(RunResult::Succeeded),
+        Some("failed") => Some(RunResult::Failed),
+        Some("cancelled") => Some(RunResult::Cancelled),
+        _ => None,
+    }
+}
+
+fn result_str(result: RunResult) -> &'static str {
+    match result {
+        RunResult::Succeeded => "succeeded",
+        RunResult::Failed => "failed",
+        RunResult::Cancelled => "cancelled",
+    }
+}
+
+pub(crate) fn reason_from(text: Option<&str>) -> Option<Reason> {
+    Some(match text? {
+        "error" => Reason::Error,
+        "timeout" => Reason::Timeout,
+        "memory" => Reason::Memory,
+        "trap" => Reason::Trap,
+        "cancelled" => Reason::Cancelled,
+        "expired" => Reason::Expired,
+        "shutdown" => Reason::Shutdown,
+        _ => return None,
+    })
+}
+
+fn run_from(row: &SqliteRow) -> Result<Run, StoreError> {
+    let status: &str = row.try_get("status")?;
+    let percent: Option<i64> = row.try_get("progress_percent")?;
+    let progress = percent.map(|p| -> Result<Progress, StoreError> {
+        Ok(Progress { percent: p as u8, message: row.try_get::<Option<String>, _>("progress_message")?.unwrap_or_default() })
+    });
+    Ok(Run {
+        id: row.try_get("id")?,
+        job_id: row.try_get("job_id")?,
+        template: row.try_get("template")?,
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
+        node_id: row.try_get("node_id")?,
+        digest: digest_of(row.try_get("digest")?)?,
+        status: if status == "running" { RunStatus::Running } else { RunStatus::Done },
+        result: result_from(row.try_get("result")?),
+        reason: reason_from(row.try_get::<Option<&str>, _>("reason")?),
+        message: row.try_get("message")?,
+        output: row.try_get("output")?,
+        logs: serde_json::from_str::<Vec<LogLine>>(row.try_get::<&str, _>("logs")?).map_err(corrupt("a run's logs"))?,
+        progress: progress.transpose()?,
+        checkpoint: row.try_get("checkpoint")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn node_from(row: &SqliteRow) -> Result<NodeInfo, StoreError> {
+    Ok(NodeInfo {
+        id: row.try_get("id")?,
+        hostname: row.try_get("hostname")?,
+        pid: row.try_get("pid")?,
+        queues: row.try_get("queues")?,
+        started_at: row.try_get("started_at")?,
+        heartbeat_at: row.try_get("heartbeat_at")?,
+    })
+}
+
+/// The p-th percentile of sorted values (nearest rank).
+pub(crate) fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+
+/// Opens a run for each freshly claimed job, with the component and config of
+/// its template as they are now.
+async fn open_runs(
+    tx: &mut Transaction<'static, Sqlite>,
+    node_id: &str,
+    jobs: Vec<Job>,
+    now: Millis,
+    expires_at: Millis,
+) -> Result<Vec<Claimed>, StoreError> {
+        let mut templates: BTreeMap<String, Option<(Digest, BTreeMap<String, String>)>> = BTreeMap::new();
+        let mut claimed = Vec::with_capacity(jobs.len());
+        for mut job in jobs {
+            if !templates.contains_key(&job.template) {
+                let row = sqlx::query("SELECT digest, config FROM templates WHERE name = ?").bind(&job.template).fetch_optional(&mut **tx).await?;
+                let entry = match row {
+                    Some(row) => Some((
+                        digest_of(row.try_get("digest")?)?,
+                        serde_json::from_str(row.try_get::<&str, _>("config")?).map_err(corrupt("a template config"))?,
+                    )),
+                    None => None,
+                };
+                templates.insert(job.template.clone(), entry);
+            }
+            let Some((digest, config)) = templates[&job.template].clone() else {
+                // Its template was deleted: the job cannot run; drop it.
+                sqlx::query("DELETE FROM jobs WHERE id = ?").bind(job.id).execute(&mut **tx).await?;
+                tracing::warn!(job = job.id, template = %job.template, "dropping a job whose template was deleted");
+                continue;
+            };
+            let run_id: i64 = sqlx::query(
+                "INSERT INTO runs (job_id, template, attempt, max_attempts, node_id, digest, status, started_at, expires_at)
+                 VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?) RETURNING id",
+            )
+            .bind(job.id)
+            .bind(&job.template)
+            .bind(job.attempt as i64)
+            .bind(job.max_attempts as i64)
+            .bind(node_id)
+            .bind(digest.as_str())
+            .bind(now)
+            .bind(expires_at)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("id")?;
+            sqlx::query("UPDATE jobs SET current_run = ? WHERE id = ?").bind(run_id).bind(job.id).execute(&mut **tx).await?;
+            job.current_run = Some(run_id);
+            claimed.push(Claimed { run_id, job, digest, config });
+        }
+    Ok(claimed)
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn component_put(&self, digest: &Digest, bytes: &[u8], now: Millis) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO components (digest, bytes, size, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest.as_str())
+            .bind(bytes)
+            .bind(bytes.len() as i64)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn component_get(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT bytes FROM components WHERE digest = ?").bind(digest.as_str()).fetch_optional(&self.pool).await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get("bytes")?),
+            None => None,
+        })
+    }
+
+    async fn template_put(
+        &self,
+        name: &str,
+        digest: &Digest,
+        schema: &serde_json::Value,
+        defaults: &TemplateDefaults,
+        config: &BTreeMap<String, String>,
+        now: Millis,
+    ) -> Result<Template, StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO templates (name, digest, schema, queue, priority, max_attempts, timeout_ms, memory_bytes,
+                 backoff_base_ms, backoff_max_ms, config, version, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?12)
+             ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, schema = excluded.schema,
+                 queue = excluded.queue, priority = excluded.priority, max_attempts = excluded.max_attempts,
+                 timeout_ms = excluded.timeout_ms, memory_bytes = excluded.memory_bytes,
+                 backoff_base_ms = excluded.backoff_base_ms, backoff_max_ms = excluded.backoff_max_ms,
+                 config = excluded.config, version = templates.version + 1, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(digest.as_str())
+        .bind(schema.to_string())
+        .bind(&defaults.queue)
+        .bind(defaults.priority)
+        .bind(defaults.max_attempts as i64)
+        .bind(defaults.timeout_ms as i64)
+        .bind(defaults.memory_bytes as i64)
+        .bind(defaults.backoff_base_ms as i64)
+        .bind(defaults.backoff_max_ms as i64)
+        .bind(serde_json::to_string(config).expect("a map of strings serialises"))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT * FROM templates WHERE name = ?").bind(name).fetch_one(&mut *tx).await?;
+        let template = template_from(&row)?;
+        tx.commit().await?;
+        Ok(template)
+    }
+
+    async fn template_get(&self, name: &str) -> Result<Option<Template>, StoreError> {
+        let row = sqlx::query("SELECT * FROM templates WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(template_from).transpose()
+    }
+
+    async fn template_list(&self) -> Result<Vec<Template>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM templates ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(template_from).collect()
+    }
+
+    async fn template_delete(&self, name: &str, force: bool) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let jobs: i64 = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE template = ?").bind(name).fetch_one(&mut *tx).await?.try_get("n")?;
+        if jobs > 0 && !force {
+            return Err(StoreError::TemplateInUse { name: name.to_string(), jobs });
+        }
+        sqlx::query("DELETE FROM jobs WHERE template = ? AND state = 'available'").bind(name).execute(&mut *tx).await?;
+        sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE template = ? AND state = 'running'").bind(name).execute(&mut *tx).await?;
+        let deleted = sqlx::query("DELETE FROM templates WHERE name = ?").bind(name).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn job_insert(&self, jobs: &[NewJob], now: Millis) -> Result<Vec<Inserted>, StoreError> {
+        let mut tx = self.write().await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let row = sqlx::query(
+                "INSERT INTO jobs (template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes, unique_key, created_at)
+                 VALUES (?, ?, ?, ?, ?, 'available', ?, ?, ?, ?, ?)
+                 ON CONFLICT (unique_key) DO NOTHING RETURNING id",
+            )
+            .bind(&job.template)
+            .bind(&job.context)
+            .bind(&job.queue)
+            .bind(job.priority)
+            .bind(job.run_at)
+            .bind(job.max_attempts as i64)
+            .bind(job.timeout_ms as i64)
+            .bind(job.memory_bytes as i64)
+            .bind(&job.unique_key)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                Some(row) => out.push(Inserted::New(row.try_get("id")?)),
+                None => {
+                    let row = sqlx::query("SELECT id FROM jobs WHERE unique_key = ?").bind(&job.unique_key).fetch_one(&mut *tx).await?;
+                    out.push(Inserted::Existing(row.try_get("id")?));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn job_get(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(job_from).transpose()
+    }
+
+    async fn job_list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE (?1 IS NULL OR template = ?1) AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR state = ?3)
+             ORDER BY state DESC, priority, run_at, id LIMIT ?4",
+        )
+        .bind(&filter.template)
+        .bind(&filter.queue)
+        .bind(filter.state.map(|s| if s == JobState::Running { "running" } else { "available" }))
+        .bind(filter.limit.unwrap_or(100))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from).collect()
+    }
+
+    async fn job_claim(
+        &self,
+        node_id: &str,
+        queue: &str,
+        limit: u32,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = ?1
+             WHERE id IN (SELECT id FROM jobs WHERE queue = ?2 AND state = 'available' AND run_at <= ?3
+                          ORDER BY priority, run_at, id LIMIT ?4)
+             RETURNING *",
+        )
+        .bind(node_id)
+        .bind(queue)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut jobs: Vec<Job> = rows.iter().map(job_from).collect::<Result<_, _>>()?;
+        jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
+        let claimed = open_runs(&mut tx, node_id, jobs, now, expires_at).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn job_claim_id(&self, node_id: &str, id: i64, now: Millis, expires_at: Millis) -> Result<Option<Claimed>, StoreError> {
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = ? WHERE id = ? AND state = 'available' RETURNING *",
+        )
+        .bind(node_id)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let jobs: Vec<Job> = rows.iter().map(job_from).collect::<Result<_, _>>()?;
+        let mut claimed = open_runs(&mut tx, node_id, jobs, now, expires_at).await?;
+        tx.commit().await?;
+        Ok(claimed.pop())
+    }
+
+    async fn job_cancel(&self, id: i64) -> Result<CancelOutcome, StoreError> {
+        let mut tx = self.write().await?;
+        let removed = sqlx::query("DELETE FROM jobs WHERE id = ? AND state = 'available'").bind(id).execute(&mut *tx).await?.rows_affected();
+        let outcome = if removed > 0 {
+            CancelOutcome::Removed
+        } else {
+            let flagged = sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if flagged > 0 { CancelOutcome::Requested } else { CancelOutcome::NotFound }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn job_cancel_requested(&self, node_id: &str) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM jobs WHERE node_id = ? AND state = 'running' AND cancel_requested = 1")
+            .bind(node_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get("id").map_err(StoreError::from)).collect()
+    }
+
+    async fn run_finish(&self, end: &RunEnd, next: JobNext) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE runs SET status = 'done', result = ?, reason = ?, message = ?, output = ?, logs = ?,
+                 progress_percent = ?, progress_message = ?, checkpoint = COALESCE(?, checkpoint), finished_at = ?
+             WHERE id = ? AND job_id = ? AND node_id = ? AND status = 'running'",
+        )
+        .bind(result_str(end.result))
+        .bind(end.reason.map(|r| r.as_str()))
+        .bind(&end.message)
+        .bind(&end.output)
+        .bind(serde_json::to_string(&end.logs).expect("log lines serialise"))
+        .bind(end.progress.as_ref().map(|p| p.percent as i64))
+        .bind(end.progress.as_ref().map(|p| p.message.clone()))
+        .bind(&end.checkpoint)
+        .bind(end.finished_at)
+        .bind(end.run_id)
+        .bind(end.job_id)
+        .bind(&end.node_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        match next {
+            JobNext::Delete => {
+                sqlx::query("DELETE FROM jobs WHERE id = ? AND current_run = ?").bind(end.job_id).bind(end.run_id).execute(&mut *tx).await?;
+            }
+            JobNext::Retry { at, refund } => {
+                sqlx::query(
+                    "UPDATE jobs SET state = 'available', run_at = ?, node_id = NULL, current_run = NULL,
+                         attempt = attempt - ?, checkpoint = COALESCE(?, checkpoint)
+                     WHERE id = ? AND current_run = ?",
+                )
+                .bind(at)
+                .bind(refund as i64)
+                .bind(&end.checkpoint)
+                .bind(end.job_id)
+                .bind(end.run_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn run_checkpoint(&self, run_id: i64, node_id: &str, checkpoint: &str) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let ok = sqlx::query("UPDATE runs SET checkpoint = ? WHERE id = ? AND node_id = ? AND status = 'running'")
+            .bind(checkpoint)
+            .bind(run_id)
+            .bind(node_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if ok {
+            sqlx::query("UPDATE jobs SET checkpoint = ? WHERE current_run = ?").bind(checkpoint).bind(run_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(ok)
+    }
+
+    async fn run_progress(&self, run_id: i64, progress: &Progress) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET progress_percent = ?, progress_message = ? WHERE id = ? AND status = 'running'")
+            .bind(progress.percent as i64)
+            .bind(&progress.message)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn run_get(&self, id: i64) -> Result<Option<Run>, StoreError> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(run_from).transpose()
+    }
+
+    async fn run_list(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE (?1 IS NULL OR job_id = ?1) AND (?2 IS NULL OR template = ?2) ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(filter.job_id)
+        .bind(&filter.template)
+        .bind(filter.limit.unwrap_or(100))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn run_expired(&self, now: Millis) -> Result<Vec<Run>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'running' AND expires_at < ? ORDER BY id")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn run_prune(&self, before: Millis) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM runs WHERE status = 'done' AND finished_at < ?").bind(before).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn node_heartbeat(&self, node: &NodeInfo, runs_expire_at: Millis) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "INSERT INTO nodes (id, hostname, pid, queues, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, queues = excluded.queues",
+        )
+        .bind(&node.id)
+        .bind(&node.hostname)
+        .bind(node.pid)
+        .bind(&node.queues)
+        .bind(node.started_at)
+        .bind(node.heartbeat_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE runs SET expires_at = ? WHERE node_id = ? AND status = 'running'")
+            .bind(runs_expire_at)
+            .bind(&node.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn node_remove(&self, node_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM nodes WHERE id = ?").bind(node_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM leader WHERE node_id = ?").bind(node_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn node_list(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM nodes ORDER BY started_at").fetch_all(&self.pool).await?;
+        rows.iter().map(node_from).collect()
+    }
+
+    async fn leader_acquire(&self, node_id: &str, now: Millis, expires_at: Millis) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(
+            "INSERT INTO leader (name, node_id, expires_at) VALUES ('leader', ?1, ?3)
+             ON CONFLICT (name) DO UPDATE SET node_id = excluded.node_id, expires_at = excluded.expires_at
+             WHERE leader.node_id = excluded.node_id OR leader.expires_at < ?2
+             RETURNING node_id",
+        )
+        .bind(node_id)
+        .bind(now)
+        .bind(expires_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row.is_some())
+    }
+
+    async fn stats(&self) -> Result<Vec<TemplateStats>, StoreError> {
+        let mut stats: BTreeMap<String, TemplateStats> = BTreeMap::new();
+        let blank = |template: &str| TemplateStats {
+            template: template.to_string(),
+            succeeded: 0,
+            failed: 0,
+            cancelled: 0,
+            queued: 0,
+            running: 0,
+            duration_p50_ms: None,
+            duration_p95_ms: None,
+        };
+        for row in sqlx::query("SELECT name FROM templates").fetch_all(&self.pool).await? {
+            let name: String = row.try_get("name")?;
+            stats.insert(name.clone(), blank(&name));
+        }
+        let rows = sqlx::query(
+            "SELECT template, SUM(result = 'succeeded') AS s, SUM(result = 'failed') AS f, SUM(result = 'cancelled') AS c
+             FROM runs WHERE status = 'done' GROUP BY template",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let template: String = row.try_get("template")?;
+            let entry = stats.entry(template.clone()).or_insert_with(|| blank(&template));
+            entry.succeeded = row.try_get("s")?;
+            entry.failed = row.try_get("f")?;
+            entry.cancelled = row.try_get("c")?;
+        }
+        let rows = sqlx::query(
+            "SELECT template, SUM(state = 'available') AS q, SUM(state = 'running') AS r FROM jobs GROUP BY template",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let template: String = row.try_get("template")?;
+            let entry = stats.entry(template.clone()).or_insert_with(|| blank(&template));
+            entry.queued = row.try_get("q")?;
+            entry.running = row.try_get("r")?;
+        }
+        for entry in stats.values_mut() {
+            // The latest 10,000 finished runs of the template.
+            let rows = sqlx::query(
+                "SELECT finished_at - started_at AS d FROM runs WHERE template = ? AND status = 'done' ORDER BY id DESC LIMIT 10000",
+            )
+            .bind(&entry.template)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut durations: Vec<i64> = rows.iter().map(|r| r.try_get("d")).collect::<Result<_, _>>()?;
+            durations.sort_unstable();
+            entry.duration_p50_ms = percentile(&durations, 50.0);
+            entry.duration_p95_ms = percentile(&durations, 95.0);
+        }
+        Ok(stats.into_values().collect())
+    }
+}

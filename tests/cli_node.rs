@@ -1,0 +1,288 @@
+//! The node through the `elihu` binary, as a user drives it: templates,
+//! enqueue (`--wait`, `--batch`), jobs, runs, cancel, stats, serve with its
+//! API, graceful SIGTERM, a SIGKILL mid-run and a restart, and the demo.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use elihu::runtime::{Reason, RunResult};
+use elihu::store::{JobFilter, RunFilter, RunStatus};
+use serde_json::json;
+
+use crate::support::node::*;
+use crate::support::{artifact_dir, schema_path};
+
+/// `elihu ARGS` against the database of `db`, with a shared artifact cache.
+fn elihu(db: &TestDb, args: &[&str]) -> Output {
+    command(db, args).output().expect("elihu runs")
+}
+
+fn command(db: &TestDb, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_elihu"));
+    cmd.args(args)
+        .current_dir(db.dir.path())
+        .env("ELIHU_DATABASE_URL", db.url())
+        .env("ELIHU_CACHE_DIR", artifact_dir())
+        .env_remove("ELIHU_CONFIG_FILE");
+    cmd
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status, text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn wasm(name: &str) -> String {
+    elihu::examples::get(name).unwrap().wasm_path.to_string()
+}
+
+fn push(db: &TestDb, name: &str, extra: &[&str]) {
+    let schema = schema_path(name);
+    let w = wasm(name);
+    let mut args = vec!["template", "push", name, &w, "--schema", schema.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = ok(&elihu(db, &args));
+    assert!(out.starts_with(&format!("template {name} version ")), "{out}");
+}
+
+/// A `serve` process on a free port; killed on drop if still running.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(db: &TestDb, extra: &[&str]) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut args = vec!["serve", "--listen", &addr as &str, "--poll", "50ms"];
+        args.extend_from_slice(extra);
+        let child = command(db, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("serve starts");
+        let server = Server { child, addr };
+        // Ready when the API answers.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&server.addr).is_err() {
+            assert!(Instant::now() < deadline, "serve did not listen within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args(["-s", signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        use std::io::Read;
+        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        (status, stderr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls the database (another process writes it) until `done` holds.
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn templates_jobs_runs_and_stats_from_the_command_line() {
+    let db = TestDb::new();
+    ok(&elihu(&db, &["migrate"]));
+    push(&db, "hello", &["--max-attempts", "2", "--timeout", "5s", "--memory", "32MiB", "--config", "greeting=Hey"]);
+    push(&db, "wordfreq", &["--queue", "text", "--priority", "3"]);
+    let ls = ok(&elihu(&db, &["template", "ls"]));
+    assert!(ls.contains("hello") && ls.contains("32MiB") && ls.contains("5s") && ls.contains("text"), "{ls}");
+    let show: serde_json::Value = serde_json::from_str(&ok(&elihu(&db, &["template", "show", "hello"]))).unwrap();
+    assert_eq!(show["config"]["greeting"], "Hey");
+
+    // Refusals name the problem and store nothing.
+    let out = elihu(&db, &["enqueue", "wordfreq", "--context", r#"{"text": ""}"#]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("at /text:"), "{}", text(&out.stderr));
+    let out = elihu(&db, &["template", "push", "bad", &wasm("other-world"), "--schema", schema_path("hello").to_str().unwrap()]);
+    assert!(text(&out.stderr).contains("it has no `run` export"), "{}", text(&out.stderr));
+    let out = elihu(&db, &["enqueue", "hello", "--in", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("`soon` is not a duration"));
+
+    let out = ok(&elihu(&db, &["enqueue", "hello", "--context", r#"{"name": "later"}"#, "--in", "1h"]));
+    assert_eq!(out.trim(), "enqueued job 1");
+    let out = ok(&elihu(&db, &["enqueue", "wordfreq", "--batch", r#"[{"text": "a b"}, {"text": "c"}]"#]));
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["enqueued job 2", "enqueued job 3"]);
+    let out = ok(&elihu(&db, &["enqueue", "hello", "--context", r#"{"name": "k"}"#, "--unique-key", "k1", "--in", "1h"]));
+    assert_eq!(out.trim(), "enqueued job 4");
+    let out = ok(&elihu(&db, &["enqueue", "hello", "--context", r#"{"name": "k"}"#, "--unique-key", "k1"]));
+    assert_eq!(out.trim(), "job 4 with this unique key is already queued or running");
+    let jobs = ok(&elihu(&db, &["jobs", "ls", "--queue", "text"]));
+    assert_eq!(jobs.lines().count(), 3, "{jobs}");
+    assert!(ok(&elihu(&db, &["cancel", "1"])).contains("job 1 removed from its queue"));
+    let out = elihu(&db, &["cancel", "1"]);
+    assert!(text(&out.stderr).contains("there is no queued or running job 1"));
+    let out = elihu(&db, &["template", "rm", "wordfreq"]);
+    assert!(text(&out.stderr).contains("template `wordfreq` still has 2 queued or running jobs"), "{}", text(&out.stderr));
+
+    // A node works them; `enqueue --wait` follows a job to its end.
+    let server = Server::start(&db, &["--queue", "default=2", "--queue", "text=1"]);
+    let out = elihu(&db, &["enqueue", "hello", "--context", r#"{"name": "Ada"}"#, "--wait"]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("\"greeting\": \"Hey, Ada!\""), "{stdout}");
+    assert!(text(&out.stderr).contains(" started: attempt 1 of 2 on "), "{}", text(&out.stderr));
+    let job: i64 = 6;
+    let client = db.client().await;
+    until("the batch is worked", || async { client.job_list(&JobFilter { queue: Some("text".into()), ..Default::default() }).await.unwrap().is_empty() }).await;
+    let runs = ok(&elihu(&db, &["runs", "ls"]));
+    assert_eq!(runs.lines().filter(|l| l.contains("succeeded")).count(), 3, "{runs}");
+    let listed: serde_json::Value = serde_json::from_str(&ok(&elihu(&db, &["runs", "ls", "--job", &job.to_string(), "--json"]))).unwrap();
+    let run_id = listed[0]["id"].as_i64().unwrap().to_string();
+    let show = ok(&elihu(&db, &["runs", "show", &run_id]));
+    assert!(show.contains("\"greeting\": \"Hey, Ada!\"") && show.contains("[info] greeting Ada"), "{show}");
+    let stats = ok(&elihu(&db, &["stats", "--json"]));
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let wordfreq = stats.as_array().unwrap().iter().find(|s| s["template"] == "wordfreq").unwrap();
+    assert_eq!((wordfreq["succeeded"].as_i64(), wordfreq["queued"].as_i64()), (Some(2), Some(0)));
+    let nodes = ok(&elihu(&db, &["nodes"]));
+    assert!(nodes.contains("default=2,text=1"), "{nodes}");
+
+    // The server's own API answers too.
+    let (status, health) = http(&server.addr, "GET", "/v1/health", None, None).await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+
+    // A failing job: --wait exits 1 with the reason.
+    push(&db, "spin", &["--timeout", "300ms", "--max-attempts", "1"]);
+    let out = elihu(&db, &["enqueue", "spin", "--wait"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("failed (timeout): the run passed its timeout of 300ms"), "{}", text(&out.stderr));
+    server.signal("TERM");
+    let (status, _) = server.wait();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn serve_refuses_a_public_address_without_a_token() {
+    let db = TestDb::new();
+    let out = elihu(&db, &["serve", "--listen", "0.0.0.0:0"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("refusing to listen on 0.0.0.0:0 without a token"), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn a_config_file_sets_queues_and_a_bad_one_is_named() {
+    let db = TestDb::new();
+    std::fs::write(db.dir.path().join("elihu.toml"), "[queues]\nmail = 3\n").unwrap();
+    let server = Server::start(&db, &[]);
+    let client = db.client().await;
+    until("the node registers", || async { !client.node_list().await.unwrap().is_empty() }).await;
+    assert_eq!(client.node_list().await.unwrap()[0].queues, "mail=3");
+    drop(server);
+    std::fs::write(db.dir.path().join("elihu.toml"), "tick = \"fast\"\n").unwrap();
+    let out = elihu(&db, &["serve"]);
+    assert!(text(&out.stderr).contains("config file key `tick`"), "{}", text(&out.stderr));
+    std::fs::write(db.dir.path().join("elihu.toml"), "colour = 1\n").unwrap();
+    let out = elihu(&db, &["stats"]);
+    assert!(text(&out.stderr).contains("unknown field `colour`"), "{}", text(&out.stderr));
+}
+
+/// SIGTERM: stop claiming, let runs finish within the grace period, then
+/// interrupt the rest, recorded as `shutdown`, queued again.
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let db = TestDb::new();
+    push(&db, "sleepy", &["--timeout", "2m"]);
+    let server = Server::start(&db, &["--grace", "500ms"]);
+    let client = db.client().await;
+    ok(&elihu(&db, &["enqueue", "sleepy", "--context", r#"{"seconds": 0.2}"#]));
+    ok(&elihu(&db, &["enqueue", "sleepy", "--context", r#"{"seconds": 120}"#]));
+    until("both run", || async { client.run_list(&RunFilter::default()).await.unwrap().len() == 2 }).await;
+    server.signal("TERM");
+    let (status, stderr) = server.wait();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("1 runs finished, 1 interrupted and queued again"), "{stderr}");
+    let runs = client.run_list(&RunFilter::default()).await.unwrap();
+    let by_job = |id| runs.iter().find(|r| r.job_id == id).unwrap();
+    assert_eq!(by_job(1).result, Some(RunResult::Succeeded));
+    assert_eq!((by_job(2).result, by_job(2).reason), (Some(RunResult::Failed), Some(Reason::Shutdown)));
+    assert_eq!(client.job_get(2).await.unwrap().unwrap().attempt, 0, "queued again with its attempt given back");
+}
+
+/// A node killed with SIGKILL mid-run, then started again: every job still
+/// reaches a final state, the runs it had in flight end `expired` and are
+/// retried, and nothing enqueued is lost.
+#[tokio::test]
+async fn a_node_killed_mid_run_loses_nothing() {
+    let db = TestDb::new();
+    push(&db, "sleepy", &["--timeout", "1m", "--max-attempts", "3"]);
+    push(&db, "hello", &[]);
+    let serve_args = ["--queue", "default=3", "--run-ttl", "1500ms", "--heartbeat", "200ms"];
+    let server = Server::start(&db, &serve_args);
+    let client = db.client().await;
+    let sleepers = json!([{"seconds": 1.0}, {"seconds": 1.0}, {"seconds": 1.0}]).to_string();
+    ok(&elihu(&db, &["enqueue", "sleepy", "--batch", &sleepers]));
+    let greetings: Vec<_> = (0..20).map(|i| json!({"name": format!("n{i}")})).collect();
+    ok(&elihu(&db, &["enqueue", "hello", "--batch", &serde_json::Value::from(greetings).to_string()]));
+    until("three sleepers run", || async {
+        client.run_list(&RunFilter { template: Some("sleepy".into()), ..Default::default() }).await.unwrap().len() == 3
+    })
+    .await;
+    server.signal("KILL");
+    let (status, _) = server.wait();
+    assert!(!status.success());
+    let in_flight: Vec<i64> = client
+        .run_list(&RunFilter { template: Some("sleepy".into()), ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.status == RunStatus::Running)
+        .map(|r| r.job_id)
+        .collect();
+    assert_eq!(in_flight.len(), 3, "the killed node's runs are left running");
+
+    let server = Server::start(&db, &serve_args);
+    until("every job is done", || async { client.job_list(&JobFilter::default()).await.unwrap().is_empty() }).await;
+    let runs = client.run_list(&RunFilter { limit: Some(1000), ..Default::default() }).await.unwrap();
+    assert!(runs.iter().all(|r| r.status == RunStatus::Done));
+    for job in 1..=23 {
+        let mine: Vec<_> = runs.iter().filter(|r| r.job_id == job).collect();
+        let last = mine.first().unwrap_or_else(|| panic!("job {job} never ran"));
+        assert_eq!(last.result, Some(RunResult::Succeeded), "job {job}: {last:?}");
+        if in_flight.contains(&job) {
+            assert_eq!(mine.len(), 2, "job {job}: one expired run, one rerun");
+            assert_eq!((mine[1].reason, mine[0].attempt), (Some(Reason::Expired), 2));
+        } else {
+            assert!(mine.len() == 1 || mine.iter().skip(1).all(|r| r.reason == Some(Reason::Expired)), "job {job}: {mine:?}");
+        }
+    }
+    drop(server);
+}
+
+#[tokio::test]
+async fn the_demo_works_the_example_jobs_on_sqlite() {
+    let db = TestDb::new();
+    let out = command(&db, &["demo", "--exit"]).env_remove("ELIHU_DATABASE_URL").output().unwrap();
+    let stdout = ok(&out);
+    let stderr = text(&out.stderr);
+    assert!(Path::new(&db.dir.path().join("elihu.db")).exists(), "the demo uses ./elihu.db by default");
+    assert!(stderr.contains("failed (error): failing on purpose") && stderr.contains("retrying in"), "{stderr}");
+    assert!(stderr.contains("failed for good (timeout)"), "{stderr}");
+    // hello, wordfreq, flaky's second attempt, progress's second attempt.
+    assert_eq!(stdout.lines().filter(|l| l.contains("succeeded")).count(), 4, "{stdout}");
+    assert!(stdout.contains("resumed_from\":2"), "{stdout}");
+}

@@ -1,0 +1,365 @@
+//! The node on SQLite through the library API: priority, delay, retries with
+//! backoff, timeouts, memory, cancel, unique keys, schemas, uploads, template
+//! versions, stats, events, expiry, fencing, graceful shutdown. Time moves by
+//! an injected clock; waits are on events, not sleeps.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use elihu::clock::Clock;
+use elihu::runtime::{Reason, RunResult};
+use elihu::schema::SchemaError;
+use elihu::store::{CancelOutcome, Inserted, JobFilter, JobNext, JobState, RunEnd, RunFilter, RunStatus, TemplateDefaults};
+use elihu::{ClientError, Enqueue, Event, Node};
+use serde_json::json;
+
+use crate::support::node::*;
+
+fn enqueue(template: &str, context: serde_json::Value) -> Enqueue {
+    Enqueue::new(template, context)
+}
+
+#[tokio::test]
+async fn jobs_start_in_priority_then_run_at_order() {
+    let db = TestDb::new();
+    let (client, _clock) = db.manual().await;
+    push(&client, "hello", defaults(1)).await;
+    let mut ids = Vec::new();
+    for (name, priority) in [("low", 9), ("urgent", 0), ("mid", 5), ("urgent-too", 0)] {
+        let req = Enqueue { priority: Some(priority), ..enqueue("hello", json!({"name": name})) };
+        ids.push(client.enqueue(req).await.unwrap().id());
+    }
+    let mut events = client.subscribe();
+    let node = start(&client, &[("default", 1)]).await;
+    let mut started = Vec::new();
+    while started.len() < 4 {
+        if let Event::Started { job_id, .. } = next_event(&mut events, |e| matches!(e, Event::Started { .. })).await {
+            started.push(job_id);
+        }
+    }
+    assert_eq!(started, [ids[1], ids[3], ids[2], ids[0]]);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_delayed_job_waits_for_its_time() {
+    let db = TestDb::new();
+    let (client, clock) = db.manual().await;
+    push(&client, "hello", defaults(1)).await;
+    let node = start(&client, &[("default", 2)]).await;
+    let mut events = client.subscribe();
+    let later = client.enqueue(Enqueue { delay: Some(Duration::from_secs(3600)), ..enqueue("hello", json!({"name": "later"})) }).await.unwrap().id();
+    let now = client.enqueue(enqueue("hello", json!({"name": "now"}))).await.unwrap().id();
+    assert!(matches!(final_event(&mut events, now).await, Event::Succeeded { .. }));
+    let job = client.job_get(later).await.unwrap().expect("still queued");
+    assert_eq!((job.state, job.attempt), (JobState::Available, 0));
+    clock.advance(Duration::from_secs(3600));
+    client.trigger();
+    assert!(matches!(final_event(&mut events, later).await, Event::Succeeded { .. }));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn failures_retry_with_exponential_backoff_and_the_last_attempt_removes_the_job() {
+    let db = TestDb::new();
+    let (client, clock) = db.manual().await;
+    push(&client, "flaky", defaults(3)).await; // backoff 10 s, doubling
+    let node = start(&client, &[("default", 1)]).await;
+    let mut events = client.subscribe();
+    let id = client.enqueue(enqueue("flaky", json!({"fail_times": 5}))).await.unwrap().id();
+    for (attempt, base_ms) in [(1u32, 10_000i64), (2, 20_000)] {
+        let event = next_event(&mut events, |e| e.job_id() == id && matches!(e, Event::Retried { .. } | Event::Failed { .. })).await;
+        let Event::Retried { reason, message, run_at, .. } = event else { panic!("{event:?}") };
+        assert_eq!(reason, Reason::Error);
+        assert_eq!(message, format!("failing on purpose: attempt {attempt} of the 5 planned failures"));
+        let delay = run_at - clock.now();
+        assert!((base_ms * 3 / 4..=base_ms * 5 / 4).contains(&delay), "attempt {attempt}: delay {delay} ms");
+        // Not before its time.
+        client.trigger();
+        assert_eq!(client.job_get(id).await.unwrap().unwrap().state, JobState::Available);
+        clock.advance(Duration::from_millis(delay as u64));
+        client.trigger();
+    }
+    let last = final_event(&mut events, id).await;
+    assert!(matches!(last, Event::Failed { reason: Reason::Error, .. }), "{last:?}");
+    assert!(client.job_get(id).await.unwrap().is_none(), "the last attempt removes the job");
+    let runs = client.run_list(&RunFilter { job_id: Some(id), ..RunFilter::default() }).await.unwrap();
+    assert_eq!(runs.iter().map(|r| (r.attempt, r.result, r.reason)).collect::<Vec<_>>(), [
+        (3, Some(RunResult::Failed), Some(Reason::Error)),
+        (2, Some(RunResult::Failed), Some(Reason::Error)),
+        (1, Some(RunResult::Failed), Some(Reason::Error)),
+    ]);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn timeouts_and_memory_limits_fail_runs_with_their_reason() {
+    let db = TestDb::new();
+    let client = db.client().await;
+    push(&client, "spin", TemplateDefaults { timeout_ms: 200, ..defaults(1) }).await;
+    push(&client, "memory-hog", TemplateDefaults { memory_bytes: 16 << 20, ..defaults(1) }).await;
+    let node = start(&client, &[("default", 2)]).await;
+    let mut events = client.subscribe();
+    let spin = client.enqueue(enqueue("spin", json!({}))).await.unwrap().id();
+    let hog = client.enqueue(enqueue("memory-hog", json!({}))).await.unwrap().id();
+    let mut reasons = BTreeMap::new();
+    for _ in 0..2 {
+        if let Event::Failed { job_id, reason, message, .. } = next_event(&mut events, |e| e.is_final()).await {
+            reasons.insert(job_id, (reason, message));
+        }
+    }
+    assert_eq!(reasons[&spin], (Reason::Timeout, "the run passed its timeout of 200ms".to_string()));
+    assert_eq!(reasons[&hog].0, Reason::Memory);
+    assert!(reasons[&hog].1.contains("memory limit of 16MiB"), "{}", reasons[&hog].1);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancel_removes_a_queued_job_and_interrupts_a_running_one() {
+    let db = TestDb::new();
+    let client = db.client().await;
+    push(&client, "spin", TemplateDefaults { timeout_ms: 60_000, ..defaults(3) }).await;
+    push(&client, "hello", defaults(1)).await;
+    let mut events = client.subscribe();
+    let queued = client.enqueue(Enqueue { delay: Some(Duration::from_secs(600)), ..enqueue("hello", json!({"name": "x"})) }).await.unwrap().id();
+    assert_eq!(client.cancel(queued).await.unwrap(), CancelOutcome::Removed);
+    assert!(client.job_get(queued).await.unwrap().is_none());
+    assert_eq!(
+        next_event(&mut events, |e| e.job_id() == queued && e.is_final()).await,
+        Event::Cancelled { job_id: queued, run_id: None }
+    );
+
+    let node = start(&client, &[("default", 2)]).await;
+    // Cancel through this process (instant) and through another client on
+    // the same database (the node's cancel poll), each once the run started.
+    let other = db.client().await;
+    for via_other in [false, true] {
+        let id = client.enqueue(enqueue("spin", json!({}))).await.unwrap().id();
+        next_event(&mut events, |e| e.job_id() == id && matches!(e, Event::Started { .. })).await;
+        let canceller = if via_other { &other } else { &client };
+        assert_eq!(canceller.cancel(id).await.unwrap(), CancelOutcome::Requested);
+        let Event::Cancelled { run_id: Some(run_id), .. } = final_event(&mut events, id).await else { panic!() };
+        let run = client.run_get(run_id).await.unwrap().unwrap();
+        assert_eq!((run.result, run.reason), (Some(RunResult::Cancelled), Some(Reason::Cancelled)));
+        assert!(client.job_get(id).await.unwrap().is_none(), "a cancelled job is not retried");
+    }
+    assert_eq!(client.cancel(123_456).await.unwrap(), CancelOutcome::NotFound);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_unique_key_refuses_a_second_job_while_the_first_is_queued() {
+    let db = TestDb::new();
+    let client = db.client().await;
+    push(&client, "hello", defaults(1)).await;
+    let keyed = || Enqueue { unique_key: Some("greet-ada".into()), ..enqueue("hello", json!({"name": "Ada"})) };
+    let Inserted::New(id) = client.enqueue(keyed()).await.unwrap() else { panic!() };
+    assert_eq!(client.enqueue(keyed()).await.unwrap(), Inserted::Existing(id));
+    assert_eq!(client.job_list(&JobFilter::default()).await.unwrap().len(), 1);
+    let mut events = client.subscribe();
+    let node = start(&client, &[("default", 1)]).await;
+    final_event(&mut events, id).await;
+    assert!(matches!(client.enqueue(keyed()).await.unwrap(), Inserted::New(n) if n != id), "the key is free once the job is done");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_context_that_breaks_the_schema_is_refused_with_every_pointer_and_nothing_is_stored() {
+    let db = TestDb::new();
+    let client = db.client().await;
+    push(&client, "wordfreq", defaults(1)).await;
+    let err = client
+        .enqueue(enqueue("wordfreq", json!({"text": "", "top": 0, "stopwords": ["ok", "two words"], "extra": 1})))
+        .await
+        .unwrap_err();
+    let ClientError::Schema(SchemaError::ContextRejected(violations)) = &err else { panic!("{err}") };
+    let mut pointers: Vec<&str> = violations.iter().map(|v| v.pointer.as_str()).collect();
+    pointers.sort();
+    assert_eq!(pointers, ["", "/stopwords/1", "/text", "/top"]);
+    let err = client
+        .enqueue_batch(vec![enqueue("wordfreq", json!({"text": "fine"})), enqueue("wordfreq", json!({"txt": "typo"}))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Batch { index: 1, .. }), "{err}");
+    assert!(err.to_string().starts_with("job 1 of the batch was refused (nothing was enqueued)"), "{err}");
+    let err = client.enqueue(enqueue("nope", json!({}))).await.unwrap_err();
+    assert_eq!(err.to_string(), "there is no template named `nope`; push it first (`elihu template push nope FILE.wasm --schema FILE`)");
+    assert!(client.job_list(&JobFilter::default()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bad_uploads_are_refused_and_nothing_stored_changes() {
+    let db = TestDb::new();
+    let client = db.client().await;
+    let before = push(&client, "hello", defaults(2)).await;
+    let schema = json!({"type": "object"});
+    let none = BTreeMap::new();
+    let d = defaults(1);
+    let cases: Vec<(&[u8], serde_json::Value, &str)> = vec![
+        (b"not wasm at all", schema.clone(), "this file is not WebAssembly"),
+        (crate::support::example("other-world"), schema.clone(), "it has no `run` export"),
+        (crate::support::example("wrong-signature"), schema.clone(), "the component's `run` export has the wrong type"),
+        (crate::support::example("noop"), json!({"type": "nonsense"}), "the schema is not a valid JSON Schema"),
+    ];
+    for (wasm, schema, expected) in cases {
+        let err = client.template_push("hello", wasm, &schema, &d, &none).await.unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    let err = client.template_push("bad name!", crate::support::example("noop"), &schema, &d, &none).await.unwrap_err();
+    assert!(err.to_string().starts_with("invalid template name: `bad name!`"), "{err}");
+    let err = client
+        .template_push("hello", crate::support::example("noop"), &schema, &TemplateDefaults { memory_bytes: 1 << 40, ..d.clone() }, &none)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("invalid memory limit: 1024GiB"), "{err}");
+    assert_eq!(client.template_list().await.unwrap(), vec![before], "the template is untouched");
+}
+
+#[tokio::test]
+async fn a_template_update_applies_to_new_runs_and_runs_in_flight_keep_their_version() {
+    let db = TestDb::new();
+    let client = db.client().await;
+    let v1 = push_as(&client, "job", "sleepy", defaults(1)).await;
+    let node = start(&client, &[("default", 2)]).await;
+    let mut events = client.subscribe();
+    let first = client.enqueue(enqueue("job", json!({"seconds": 0.3}))).await.unwrap().id();
+    next_event(&mut events, |e| e.job_id() == first && matches!(e, Event::Started { .. })).await;
+    let v2 = push_as(&client, "job", "noop", defaults(1)).await;
+    assert_eq!(v2.version, 2);
+    let second = client.enqueue(enqueue("job", json!({"seconds": 0.3}))).await.unwrap().id();
+    let mut digests = BTreeMap::new();
+    while digests.len() < 2 {
+        if let Event::Succeeded { job_id, run_id, .. } = next_event(&mut events, |e| e.is_final()).await {
+            digests.insert(job_id, client.run_get(run_id).await.unwrap().unwrap().digest);
+        }
+    }
+    assert_eq!(digests[&first], v1.digest, "the run in flight finished on the version it started with");
+    assert_eq!(digests[&second], v2.digest);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_and_stats_tell_what_happened() {
+    let db = TestDb::new();
+    let (client, clock) = db.manual().await;
+    push(&client, "flaky", defaults(3)).await;
+    let mut events = client.subscribe();
+    let node = start(&client, &[("default", 1)]).await;
+    let id = client.enqueue(enqueue("flaky", json!({"fail_times": 1}))).await.unwrap().id();
+    let mut seen = Vec::new();
+    loop {
+        let e = next_event(&mut events, |e| e.job_id() == id).await;
+        if let Event::Retried { run_at, .. } = &e {
+            clock.set(*run_at);
+            client.trigger();
+        }
+        let done = e.is_final();
+        seen.push(e);
+        if done {
+            break;
+        }
+    }
+    let kinds: Vec<&str> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::Enqueued { .. } => Some("enqueued"),
+            Event::Started { .. } => Some("started"),
+            Event::Retried { .. } => Some("retried"),
+            Event::Succeeded { .. } => Some("succeeded"),
+            Event::Log { .. } | Event::Progress { .. } => None,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["enqueued", "started", "retried", "started", "succeeded"]);
+    assert!(seen.iter().any(|e| matches!(e, Event::Log { line, .. } if line.message == "attempt 1 fails on purpose")));
+    node.shutdown().await;
+    let stats = client.stats().await.unwrap();
+    assert_eq!(stats.len(), 1);
+    let s = &stats[0];
+    assert_eq!((s.template.as_str(), s.succeeded, s.failed, s.cancelled, s.queued, s.running), ("flaky", 1, 1, 0, 0, 0));
+    assert!(s.duration_p50_ms.is_some() && s.duration_p95_ms >= s.duration_p50_ms);
+}
+
+#[tokio::test]
+async fn enqueue_and_run_goes_ahead_of_a_full_queue() {
+    let db = TestDb::new();
+    let client = db.client().await;
+    push(&client, "spin", TemplateDefaults { timeout_ms: 60_000, ..defaults(1) }).await;
+    push(&client, "hello", defaults(1)).await;
+    let node = start(&client, &[("default", 1)]).await;
+    let mut events = client.subscribe();
+    let spin = client.enqueue(enqueue("spin", json!({}))).await.unwrap().id();
+    next_event(&mut events, |e| e.job_id() == spin && matches!(e, Event::Started { .. })).await;
+    let queued = client.enqueue(enqueue("hello", json!({"name": "queued"}))).await.unwrap().id();
+    let now = node.enqueue_and_run(enqueue("hello", json!({"name": "now"}))).await.unwrap().id();
+    assert!(matches!(final_event(&mut events, now).await, Event::Succeeded { .. }));
+    assert_eq!(client.job_get(queued).await.unwrap().unwrap().state, JobState::Available, "the queue is still full");
+    client.cancel(spin).await.unwrap();
+    assert!(matches!(final_event(&mut events, queued).await, Event::Succeeded { .. }));
+    node.shutdown().await;
+}
+
+/// Bildad's expire: a run whose node went silent is closed as `expired` and
+/// its job runs again; the silent node's late outcome is refused (fencing).
+#[tokio::test]
+async fn runs_of_a_silent_node_expire_and_their_jobs_run_again() {
+    let db = TestDb::new();
+    let (client, clock) = db.manual().await;
+    push(&client, "hello", defaults(2)).await;
+    let id = client.enqueue(enqueue("hello", json!({"name": "again"}))).await.unwrap().id();
+    // A "ghost" node claims the job and then never heartbeats again.
+    let now = clock.now();
+    let ghost = client.store().job_claim("ghost", "default", 1, now, now + 30_000).await.unwrap().remove(0);
+    let mut events = client.subscribe();
+    let node = start(&client, &[("default", 1)]).await;
+    clock.advance(Duration::from_secs(31));
+    let expired = next_event(&mut events, |e| matches!(e, Event::Expired { .. })).await;
+    assert_eq!(expired, Event::Expired { job_id: id, run_id: ghost.run_id, node_id: "ghost".into(), retried: true });
+    let Event::Succeeded { run_id, .. } = final_event(&mut events, id).await else { panic!() };
+    // The ghost wakes up and reports success for its old attempt: refused.
+    let late = RunEnd {
+        run_id: ghost.run_id,
+        job_id: id,
+        node_id: "ghost".into(),
+        result: RunResult::Succeeded,
+        reason: None,
+        message: None,
+        output: Some("\"late\"".into()),
+        logs: vec![],
+        progress: None,
+        checkpoint: None,
+        finished_at: clock.now(),
+    };
+    assert!(!client.store().run_finish(&late, JobNext::Delete).await.unwrap());
+    let runs = client.run_list(&RunFilter { job_id: Some(id), ..RunFilter::default() }).await.unwrap();
+    let history: Vec<_> = runs.iter().map(|r| (r.id, r.attempt, r.node_id.as_str(), r.reason, r.output.as_deref())).collect();
+    assert_eq!(history, [
+        (run_id, 2, node.id(), None, Some("{\"greeting\":\"Hello, again!\"}")),
+        (ghost.run_id, 1, "ghost", Some(Reason::Expired), None),
+    ]);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_runs_finish_within_the_grace_period_then_interrupts_the_rest() {
+    let db = TestDb::new();
+    let client = db.client().await;
+    push(&client, "sleepy", TemplateDefaults { timeout_ms: 120_000, ..defaults(1) }).await;
+    let mut events = client.subscribe();
+    let config = elihu::NodeConfig { shutdown_grace: Duration::from_millis(700), ..node_config(&[("default", 2)]) };
+    let node = Node::start(client.clone(), config).await.unwrap();
+    let short = client.enqueue(enqueue("sleepy", json!({"seconds": 0.2}))).await.unwrap().id();
+    let long = client.enqueue(enqueue("sleepy", json!({"seconds": 60}))).await.unwrap().id();
+    for id in [short, long] {
+        next_event(&mut events, |e| e.job_id() == id && matches!(e, Event::Started { .. })).await;
+    }
+    let report = node.shutdown().await;
+    assert_eq!((report.finished, report.interrupted), (1, 1));
+    let short_run = &client.run_list(&RunFilter { job_id: Some(short), ..RunFilter::default() }).await.unwrap()[0];
+    assert_eq!(short_run.result, Some(RunResult::Succeeded));
+    let long_run = &client.run_list(&RunFilter { job_id: Some(long), ..RunFilter::default() }).await.unwrap()[0];
+    assert_eq!((long_run.status, long_run.result, long_run.reason), (RunStatus::Done, Some(RunResult::Failed), Some(Reason::Shutdown)));
+    let job = client.job_get(long).await.unwrap().expect("the interrupted job is queued again");
+    assert_eq!((job.state, job.attempt), (JobState::Available, 0), "its attempt is given back");
+    assert!(client.node_list().await.unwrap().is_empty(), "the node deregistered");
+}

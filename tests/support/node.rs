@@ -1,0 +1,167 @@
+//! Helpers for tests of the node: databases, clients, templates, events, HTTP.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use elihu::clock::{Clock, ManualClock, SystemClock};
+use elihu::runtime::{Runtime, RuntimeConfig};
+use elihu::store::{Store, Template, TemplateDefaults};
+use elihu::{Client, Event, Node, NodeConfig};
+use tokio::sync::broadcast;
+
+use super::artifact_dir;
+
+/// A throwaway SQLite database file.
+pub struct TestDb {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub fn new() -> Self {
+        TestDb { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("elihu.db")
+    }
+
+    pub fn url(&self) -> String {
+        self.path().to_string_lossy().into_owned()
+    }
+
+    /// An opened, migrated store on this database.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        let store = elihu::store::connect(&self.url()).await.expect("store opens");
+        store.migrate().await.expect("migrations apply");
+        store
+    }
+
+    /// A client on this database with the given clock.
+    pub async fn client_with(&self, clock: Arc<dyn Clock>) -> Client {
+        init_tracing();
+        Client::new(self.store().await, Arc::new(test_runtime()), clock)
+    }
+
+    /// A client on this database with the system clock.
+    pub async fn client(&self) -> Client {
+        self.client_with(Arc::new(SystemClock)).await
+    }
+
+    /// A client with a manual clock, and the clock.
+    pub async fn manual(&self) -> (Client, ManualClock) {
+        let clock = ManualClock::new(1_800_000_000_000);
+        (self.client_with(Arc::new(clock.clone())).await, clock)
+    }
+}
+
+/// Host logs in test output when `ELIHU_LOG` is set (e.g. `ELIHU_LOG=debug`).
+pub fn init_tracing() {
+    if let Ok(filter) = std::env::var("ELIHU_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
+}
+
+/// A runtime sized for tests, sharing compiled artifacts.
+pub fn test_runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        max_concurrent_runs: 32,
+        artifact_dir: Some(artifact_dir().to_path_buf()),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
+}
+
+/// Node settings for tests: quick polls and maintenance.
+pub fn node_config(queues: &[(&str, u32)]) -> NodeConfig {
+    NodeConfig {
+        queues: queues.iter().map(|(q, n)| (q.to_string(), *n)).collect(),
+        poll_interval: Duration::from_millis(50),
+        maintenance_interval: Duration::from_millis(20),
+        cancel_poll: Duration::from_millis(50),
+        heartbeat_interval: Duration::from_millis(200),
+        ..NodeConfig::default()
+    }
+}
+
+pub async fn start(client: &Client, queues: &[(&str, u32)]) -> Node {
+    Node::start(client.clone(), node_config(queues)).await.expect("node starts")
+}
+
+/// Template defaults for tests: short backoff.
+pub fn defaults(max_attempts: u32) -> TemplateDefaults {
+    TemplateDefaults { max_attempts, backoff_base_ms: 10_000, backoff_max_ms: 60_000, ..TemplateDefaults::default() }
+}
+
+/// Pushes an example job as a template of the same name.
+pub async fn push(client: &Client, example: &str, defaults: TemplateDefaults) -> Template {
+    push_as(client, example, example, defaults).await
+}
+
+/// Pushes an example job as a template named `name`.
+pub async fn push_as(client: &Client, name: &str, example: &str, defaults: TemplateDefaults) -> Template {
+    let job = elihu::examples::get(example).unwrap();
+    let schema = serde_json::from_str(job.schema.unwrap()).unwrap();
+    client.template_push(name, job.wasm, &schema, &defaults, &BTreeMap::new()).await.expect("template push")
+}
+
+/// Waits for the first event matching `pred` (the test fails after 30 s).
+pub async fn next_event(events: &mut broadcast::Receiver<Event>, pred: impl Fn(&Event) -> bool) -> Event {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => panic!("the test missed {n} events"),
+                Err(broadcast::error::RecvError::Closed) => panic!("the event stream closed"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait).await.expect("the expected event within 30 s")
+}
+
+/// Waits for the final event of a job.
+pub async fn final_event(events: &mut broadcast::Receiver<Event>, job_id: i64) -> Event {
+    next_event(events, |e| e.job_id() == job_id && e.is_final()).await
+}
+
+/// A minimal HTTP/1.1 client for tests: one request per connection.
+pub async fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<(&str, Vec<u8>)>) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the API");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let (ctype, bytes) = body.unwrap_or(("application/json", Vec::new()));
+    head.push_str(&format!("Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n", bytes.len()));
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let status: u16 = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    let json = if body.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)) };
+    (status, json)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+/// JSON body helper.
+pub fn json_body(v: serde_json::Value) -> Option<(&'static str, Vec<u8>)> {
+    Some(("application/json", v.to_string().into_bytes()))
+}
