@@ -132,6 +132,8 @@ async fn bad_requests_get_one_error_shape_and_change_nothing() {
     assert_eq!(status, 204);
     assert!(client.job_list(&Default::default()).await.unwrap().is_empty());
     node.shutdown().await;
+    // No request left a connection holding the write lock: the node deregistered.
+    assert!(client.node_list().await.unwrap().is_empty());
 }
 
 #[tokio::test]

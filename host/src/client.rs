@@ -196,16 +196,8 @@ impl Client {
         Ok(job.digest().clone())
     }
 
-    /// Creates or updates a template from a stored component. The schema must
-    /// be a valid JSON Schema; nothing is stored otherwise.
-    pub async fn template_put(
-        &self,
-        name: &str,
-        digest: &Digest,
-        schema: &Value,
-        defaults: &TemplateDefaults,
-        config: &BTreeMap<String, String>,
-    ) -> Result<Template, ClientError> {
+    /// Checks everything about a template that does not need the store.
+    fn check_template(&self, name: &str, schema: &Value, defaults: &TemplateDefaults) -> Result<(), ClientError> {
         check_name("template name", name)?;
         check_name("queue", &defaults.queue)?;
         ContextSchema::compile(schema)?;
@@ -219,6 +211,20 @@ impl Client {
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// Creates or updates a template from a stored component. The schema must
+    /// be a valid JSON Schema; nothing is stored otherwise.
+    pub async fn template_put(
+        &self,
+        name: &str,
+        digest: &Digest,
+        schema: &Value,
+        defaults: &TemplateDefaults,
+        config: &BTreeMap<String, String>,
+    ) -> Result<Template, ClientError> {
+        self.check_template(name, schema, defaults)?;
         if self.shared.store.component_get(digest).await?.is_none() {
             return Err(ClientError::UnknownComponent(digest.to_string()));
         }
@@ -226,7 +232,8 @@ impl Client {
     }
 
     /// Uploads a component and creates or updates a template for it in one go.
-    /// Nothing is stored unless both the component and the schema are valid.
+    /// Nothing is stored unless the component, the schema and the defaults
+    /// are all valid.
     pub async fn template_push(
         &self,
         name: &str,
@@ -235,8 +242,7 @@ impl Client {
         defaults: &TemplateDefaults,
         config: &BTreeMap<String, String>,
     ) -> Result<Template, ClientError> {
-        check_name("template name", name)?;
-        ContextSchema::compile(schema)?;
+        self.check_template(name, schema, defaults)?;
         let digest = self.component_put(wasm).await?;
         self.template_put(name, &digest, schema, defaults, config).await
     }
@@ -337,6 +343,16 @@ impl Client {
         let job = self.prepare(&request, &mut HashMap::new()).await?;
         let inserted = self.shared.store.job_insert(std::slice::from_ref(&job), self.shared.clock.now()).await?[0];
         self.after_insert(&[job], &[inserted]);
+        Ok(inserted)
+    }
+
+    /// Enqueues a job and wakes the engine at once (Bildad's
+    /// `enqueue_and_trigger`). Nodes in this process are woken by every
+    /// enqueue anyway; nodes elsewhere pick the job up at their next poll,
+    /// or at once through their database's notifications where it has them.
+    pub async fn enqueue_and_trigger(&self, request: Enqueue) -> Result<Inserted, ClientError> {
+        let inserted = self.enqueue(request).await?;
+        self.trigger();
         Ok(inserted)
     }
 

@@ -1,25 +1,41 @@
 //! elihu runs background jobs that are WebAssembly components.
 //!
 //! A job is a wasm component targeting elihu's `job` world (`wit/job.wit`),
-//! usually written with the `elihu-guest` SDK. This crate is the host: the
-//! sandboxed [`runtime`] that runs one attempt of a job in a fresh instance,
-//! the context [`schema`] checks, and the `elihu` command-line tool.
-//!
-//! Running a component once, the way `elihu run` does:
+//! usually written with the `elihu-guest` SDK. This crate is the host, and a
+//! library first: an application embeds a [`Node`] in its own tokio runtime
+//! and enqueues from its own code through a [`Client`].
 //!
 //! ```no_run
-//! use elihu::runtime::{Ending, RunRequest, Runtime, RuntimeConfig};
+//! use elihu::{Client, ClientOptions, Enqueue, Event, Node, NodeConfig};
+//! use elihu::store::TemplateDefaults;
+//! use serde_json::json;
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let runtime = Runtime::new(RuntimeConfig::default())?;
-//! let job = runtime.load(&std::fs::read("hello.wasm")?)?;
-//! let request = RunRequest { context: r#"{"name":"Ada"}"#.into(), ..Default::default() };
-//! match runtime.run(&job, request).await.ending {
-//!     Ending::Succeeded { output } => println!("{output}"),
-//!     Ending::Failed { reason, message } => eprintln!("{reason}: {message}"),
+//! // Open (and migrate) an embedded SQLite database.
+//! let client = Client::open("jobs.db", ClientOptions::default()).await?;
+//! // Upload a job component with the JSON Schema of its context.
+//! let wasm = std::fs::read("resize.wasm")?;
+//! let schema = json!({"type": "object", "required": ["width"]});
+//! client.template_push("resize", &wasm, &schema, &TemplateDefaults::default(), &Default::default()).await?;
+//! // Work the default queue in this process.
+//! let node = Node::start(client.clone(), NodeConfig::default()).await?;
+//! let mut events = client.subscribe();
+//! let job = client.enqueue(Enqueue::new("resize", json!({"width": 640}))).await?.id();
+//! while let Ok(event) = events.recv().await {
+//!     if event.job_id() == job && event.is_final() {
+//!         println!("{event:?}");
+//!         break;
+//!     }
 //! }
+//! node.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! The layers, one module each: [`runtime`] (the wasm sandbox, no SQL),
+//! [`store`] (every durable fact, one trait, one implementation per
+//! database), [`queue`] (retry policy), [`engine`] (the node), [`client`]
+//! (the library API), [`api`] (HTTP), [`events`], [`clock`], [`schema`],
+//! [`units`], [`examples`].
 #![deny(missing_docs)]
 
 pub mod api;

@@ -76,8 +76,18 @@ struct NodeState {
 /// call `shutdown` for a graceful stop.
 pub struct Node {
     state: Arc<NodeState>,
-    stop: watch::Sender<bool>,
-    loops: Vec<JoinHandle<()>>,
+    /// `Running`, then `Draining` (no more claims or maintenance), then
+    /// `Halted` (heartbeats and cancel polls stop too).
+    phase: watch::Sender<Phase>,
+    claimers: Vec<JoinHandle<()>>,
+    keepers: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Running,
+    Draining,
+    Halted,
 }
 
 /// A cloneable handle on a running node, for the HTTP API and other tasks.
@@ -162,16 +172,18 @@ impl Node {
             shutting_down: AtomicBool::new(false),
             info,
         });
-        let (stop, _) = watch::channel(false);
-        let mut loops = Vec::new();
+        let (phase, _) = watch::channel(Phase::Running);
+        let mut claimers = Vec::new();
         for (queue, limit) in state.config.queues.clone() {
-            loops.push(tokio::spawn(claim_loop(state.clone(), queue, limit, stop.subscribe())));
+            claimers.push(tokio::spawn(claim_loop(state.clone(), queue, limit, phase.subscribe())));
         }
-        loops.push(tokio::spawn(heartbeat_loop(state.clone(), stop.subscribe())));
-        loops.push(tokio::spawn(cancel_loop(state.clone(), stop.subscribe())));
-        loops.push(tokio::spawn(maintenance_loop(state.clone(), stop.subscribe())));
+        claimers.push(tokio::spawn(maintenance_loop(state.clone(), phase.subscribe())));
+        let keepers = vec![
+            tokio::spawn(heartbeat_loop(state.clone(), phase.subscribe())),
+            tokio::spawn(cancel_loop(state.clone(), phase.subscribe())),
+        ];
         tracing::info!(node = %state.id, queues = %state.info.queues, "node started");
-        Ok(Node { state, stop, loops })
+        Ok(Node { state, phase, claimers, keepers })
     }
 
     /// The node's id.
@@ -205,7 +217,12 @@ impl Node {
     /// run again) and deregisters the node.
     pub async fn shutdown(self) -> ShutdownReport {
         let state = &self.state;
-        let _ = self.stop.send(true);
+        // Loops are stopped by signal and awaited, never aborted: an aborted
+        // database call could leave a transaction open.
+        let _ = self.phase.send(Phase::Draining);
+        for task in self.claimers {
+            let _ = task.await;
+        }
         let at_start = state.total.load(Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + state.config.shutdown_grace;
         wait_idle(state, Some(deadline)).await;
@@ -218,8 +235,9 @@ impl Node {
             }
             wait_idle(state, None).await;
         }
-        for task in &self.loops {
-            task.abort();
+        let _ = self.phase.send(Phase::Halted);
+        for task in self.keepers {
+            let _ = task.await;
         }
         if let Err(e) = state.client.store().node_remove(&state.id).await {
             tracing::warn!(error = %e, "could not deregister the node; its entry will look silent");
@@ -282,7 +300,7 @@ fn spawn_run(state: &Arc<NodeState>, claimed: Claimed) {
     });
 }
 
-async fn claim_loop(state: Arc<NodeState>, queue: String, limit: u32, mut stop: watch::Receiver<bool>) {
+async fn claim_loop(state: Arc<NodeState>, queue: String, limit: u32, mut phase: watch::Receiver<Phase>) {
     let client = state.client.clone();
     let mut failures = 0u32;
     loop {
@@ -292,7 +310,7 @@ async fn claim_loop(state: Arc<NodeState>, queue: String, limit: u32, mut stop: 
         tokio::pin!(woken, freed);
         woken.as_mut().enable();
         freed.as_mut().enable();
-        if *stop.borrow() {
+        if *phase.borrow() != Phase::Running {
             return;
         }
         let busy = state.in_flight[&queue].load(Ordering::SeqCst);
@@ -327,18 +345,21 @@ async fn claim_loop(state: Arc<NodeState>, queue: String, limit: u32, mut stop: 
             _ = &mut woken => {}
             _ = &mut freed, if free == 0 => {}
             _ = tokio::time::sleep(pause) => {}
-            _ = stop.changed() => return,
+            _ = phase.changed() => {}
         }
     }
 }
 
-async fn heartbeat_loop(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
+async fn heartbeat_loop(state: Arc<NodeState>, mut phase: watch::Receiver<Phase>) {
+    // Heartbeats go on while draining, so runs in flight do not expire.
     loop {
         tokio::select! {
             _ = tokio::time::sleep(state.config.heartbeat_interval) => {}
-            _ = stop.changed() => {}
+            _ = phase.changed() => {}
         }
-        // Heartbeats go on during a graceful shutdown so runs in flight do not expire.
+        if *phase.borrow() == Phase::Halted {
+            return;
+        }
         let now = state.client.clock().now();
         let info = NodeInfo { heartbeat_at: now, ..state.info.clone() };
         if let Err(e) = state.client.store().node_heartbeat(&info, now + state.config.run_ttl.as_millis() as i64).await {
@@ -347,10 +368,15 @@ async fn heartbeat_loop(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) 
     }
 }
 
-async fn cancel_loop(state: Arc<NodeState>, stop: watch::Receiver<bool>) {
-    let _ = stop;
+async fn cancel_loop(state: Arc<NodeState>, mut phase: watch::Receiver<Phase>) {
     loop {
-        tokio::time::sleep(state.config.cancel_poll).await;
+        tokio::select! {
+            _ = tokio::time::sleep(state.config.cancel_poll) => {}
+            _ = phase.changed() => {}
+        }
+        if *phase.borrow() == Phase::Halted {
+            return;
+        }
         if state.total.load(Ordering::SeqCst) == 0 {
             continue;
         }
@@ -368,11 +394,11 @@ async fn cancel_loop(state: Arc<NodeState>, stop: watch::Receiver<bool>) {
     }
 }
 
-async fn maintenance_loop(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
+async fn maintenance_loop(state: Arc<NodeState>, mut phase: watch::Receiver<Phase>) {
     let client = state.client.clone();
     let mut last_prune: Option<i64> = None;
     loop {
-        if *stop.borrow() {
+        if *phase.borrow() != Phase::Running {
             return;
         }
         let now = client.clock().now();
@@ -398,7 +424,7 @@ async fn maintenance_loop(state: Arc<NodeState>, mut stop: watch::Receiver<bool>
         }
         tokio::select! {
             _ = tokio::time::sleep(state.config.maintenance_interval) => {}
-            _ = stop.changed() => return,
+            _ = phase.changed() => {}
         }
     }
 }
