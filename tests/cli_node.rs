@@ -3,112 +3,21 @@
 //! API, graceful SIGTERM, a SIGKILL mid-run and a restart, and the demo.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use elihu::runtime::{Reason, RunResult};
 use elihu::store::{JobFilter, RunFilter, RunStatus};
 use serde_json::json;
 
 use crate::support::node::*;
-use crate::support::{artifact_dir, schema_path};
-
-/// `elihu ARGS` against the database of `db`, with a shared artifact cache.
-fn elihu(db: &TestDb, args: &[&str]) -> Output {
-    command(db, args).output().expect("elihu runs")
-}
-
-fn command(db: &TestDb, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_elihu"));
-    cmd.args(args)
-        .current_dir(db.dir.path())
-        .env("ELIHU_DATABASE_URL", db.url())
-        .env("ELIHU_CACHE_DIR", artifact_dir())
-        .env_remove("ELIHU_CONFIG_FILE");
-    cmd
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status, text(&out.stdout), text(&out.stderr));
-    text(&out.stdout)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn wasm(name: &str) -> String {
-    elihu::examples::get(name).unwrap().wasm_path.to_string()
-}
-
-fn push(db: &TestDb, name: &str, extra: &[&str]) {
-    let schema = schema_path(name);
-    let w = wasm(name);
-    let mut args = vec!["template", "push", name, &w, "--schema", schema.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let out = ok(&elihu(db, &args));
-    assert!(out.starts_with(&format!("template {name} version ")), "{out}");
-}
-
-/// A `serve` process on a free port; killed on drop if still running.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(db: &TestDb, extra: &[&str]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut args = vec!["serve", "--listen", &addr as &str, "--poll", "50ms"];
-        args.extend_from_slice(extra);
-        let child = command(db, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("serve starts");
-        let server = Server { child, addr };
-        // Ready when the API answers.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&server.addr).is_err() {
-            assert!(Instant::now() < deadline, "serve did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args(["-s", signal, &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(mut self) -> (std::process::ExitStatus, String) {
-        let status = self.child.wait().unwrap();
-        let mut stderr = String::new();
-        use std::io::Read;
-        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-        (status, stderr)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls the database (another process writes it) until `done` holds.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::support::process::*;
+use crate::support::schema_path;
 
 #[tokio::test]
 async fn templates_jobs_runs_and_stats_from_the_command_line() {
     let db = TestDb::new();
     ok(&elihu(&db, &["migrate"]));
-    push(&db, "hello", &["--max-attempts", "2", "--timeout", "5s", "--memory", "32MiB", "--config", "greeting=Hey"]);
-    push(&db, "wordfreq", &["--queue", "text", "--priority", "3"]);
+    cli_push(&db, "hello", &["--max-attempts", "2", "--timeout", "5s", "--memory", "32MiB", "--config", "greeting=Hey"]);
+    cli_push(&db, "wordfreq", &["--queue", "text", "--priority", "3"]);
     let ls = ok(&elihu(&db, &["template", "ls"]));
     assert!(ls.contains("hello") && ls.contains("32MiB") && ls.contains("5s") && ls.contains("text"), "{ls}");
     let show: serde_json::Value = serde_json::from_str(&ok(&elihu(&db, &["template", "show", "hello"]))).unwrap();
@@ -167,7 +76,7 @@ async fn templates_jobs_runs_and_stats_from_the_command_line() {
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
 
     // A failing job: --wait exits 1 with the reason.
-    push(&db, "spin", &["--timeout", "300ms", "--max-attempts", "1"]);
+    cli_push(&db, "spin", &["--timeout", "300ms", "--max-attempts", "1"]);
     let out = elihu(&db, &["enqueue", "spin", "--wait"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("failed (timeout): the run passed its timeout of 300ms"), "{}", text(&out.stderr));
@@ -206,7 +115,7 @@ async fn a_config_file_sets_queues_and_a_bad_one_is_named() {
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully() {
     let db = TestDb::new();
-    push(&db, "sleepy", &["--timeout", "2m"]);
+    cli_push(&db, "sleepy", &["--timeout", "2m"]);
     let server = Server::start(&db, &["--grace", "500ms"]);
     let client = db.client().await;
     ok(&elihu(&db, &["enqueue", "sleepy", "--context", r#"{"seconds": 0.2}"#]));
@@ -229,8 +138,8 @@ async fn sigterm_shuts_down_gracefully() {
 #[tokio::test]
 async fn a_node_killed_mid_run_loses_nothing() {
     let db = TestDb::new();
-    push(&db, "sleepy", &["--timeout", "1m", "--max-attempts", "3"]);
-    push(&db, "hello", &[]);
+    cli_push(&db, "sleepy", &["--timeout", "1m", "--max-attempts", "3"]);
+    cli_push(&db, "hello", &[]);
     let serve_args = ["--queue", "default=3", "--run-ttl", "1500ms", "--heartbeat", "200ms"];
     let server = Server::start(&db, &serve_args);
     let client = db.client().await;

@@ -9,6 +9,7 @@ mod api;
 mod cli_node;
 mod cli_run;
 mod loading;
+mod multinode;
 mod queue;
 mod runtime;
 mod store;

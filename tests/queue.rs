@@ -1,7 +1,8 @@
 //! The node on SQLite through the library API: priority, delay, retries with
 //! backoff, timeouts, memory, cancel, unique keys, schemas, uploads, template
 //! versions, stats, events, expiry, fencing, graceful shutdown. Time moves by
-//! an injected clock; waits are on events, not sleeps.
+//! an injected clock; waits are on events, not sleeps. Every test runs on
+//! SQLite and on PostgreSQL.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,9 +20,8 @@ fn enqueue(template: &str, context: serde_json::Value) -> Enqueue {
     Enqueue::new(template, context)
 }
 
-#[tokio::test]
-async fn jobs_start_in_priority_then_run_at_order() {
-    let db = TestDb::new();
+async fn jobs_start_in_priority_then_run_at_order(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let (client, _clock) = db.manual().await;
     push(&client, "hello", defaults(1)).await;
     let mut ids = Vec::new();
@@ -41,9 +41,8 @@ async fn jobs_start_in_priority_then_run_at_order() {
     node.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_delayed_job_waits_for_its_time() {
-    let db = TestDb::new();
+async fn a_delayed_job_waits_for_its_time(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let (client, clock) = db.manual().await;
     push(&client, "hello", defaults(1)).await;
     let node = start(&client, &[("default", 2)]).await;
@@ -59,9 +58,8 @@ async fn a_delayed_job_waits_for_its_time() {
     node.shutdown().await;
 }
 
-#[tokio::test]
-async fn failures_retry_with_exponential_backoff_and_the_last_attempt_removes_the_job() {
-    let db = TestDb::new();
+async fn failures_retry_with_exponential_backoff_and_the_last_attempt_removes_the_job(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let (client, clock) = db.manual().await;
     push(&client, "flaky", defaults(3)).await; // backoff 10 s, doubling
     let node = start(&client, &[("default", 1)]).await;
@@ -92,9 +90,8 @@ async fn failures_retry_with_exponential_backoff_and_the_last_attempt_removes_th
     node.shutdown().await;
 }
 
-#[tokio::test]
-async fn timeouts_and_memory_limits_fail_runs_with_their_reason() {
-    let db = TestDb::new();
+async fn timeouts_and_memory_limits_fail_runs_with_their_reason(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let client = db.client().await;
     push(&client, "spin", TemplateDefaults { timeout_ms: 200, ..defaults(1) }).await;
     push(&client, "memory-hog", TemplateDefaults { memory_bytes: 16 << 20, ..defaults(1) }).await;
@@ -114,9 +111,8 @@ async fn timeouts_and_memory_limits_fail_runs_with_their_reason() {
     node.shutdown().await;
 }
 
-#[tokio::test]
-async fn cancel_removes_a_queued_job_and_interrupts_a_running_one() {
-    let db = TestDb::new();
+async fn cancel_removes_a_queued_job_and_interrupts_a_running_one(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let client = db.client().await;
     push(&client, "spin", TemplateDefaults { timeout_ms: 60_000, ..defaults(3) }).await;
     push(&client, "hello", defaults(1)).await;
@@ -147,9 +143,8 @@ async fn cancel_removes_a_queued_job_and_interrupts_a_running_one() {
     node.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_unique_key_refuses_a_second_job_while_the_first_is_queued() {
-    let db = TestDb::new();
+async fn a_unique_key_refuses_a_second_job_while_the_first_is_queued(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let client = db.client().await;
     push(&client, "hello", defaults(1)).await;
     let keyed = || Enqueue { unique_key: Some("greet-ada".into()), ..enqueue("hello", json!({"name": "Ada"})) };
@@ -163,9 +158,8 @@ async fn a_unique_key_refuses_a_second_job_while_the_first_is_queued() {
     node.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_context_that_breaks_the_schema_is_refused_with_every_pointer_and_nothing_is_stored() {
-    let db = TestDb::new();
+async fn a_context_that_breaks_the_schema_is_refused_with_every_pointer_and_nothing_is_stored(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let client = db.client().await;
     push(&client, "wordfreq", defaults(1)).await;
     let err = client
@@ -187,9 +181,8 @@ async fn a_context_that_breaks_the_schema_is_refused_with_every_pointer_and_noth
     assert!(client.job_list(&JobFilter::default()).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn bad_uploads_are_refused_and_nothing_stored_changes() {
-    let db = TestDb::new();
+async fn bad_uploads_are_refused_and_nothing_stored_changes(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let client = db.client().await;
     let before = push(&client, "hello", defaults(2)).await;
     let schema = json!({"type": "object"});
@@ -215,9 +208,8 @@ async fn bad_uploads_are_refused_and_nothing_stored_changes() {
     assert_eq!(client.template_list().await.unwrap(), vec![before], "the template is untouched");
 }
 
-#[tokio::test]
-async fn a_template_update_applies_to_new_runs_and_runs_in_flight_keep_their_version() {
-    let db = TestDb::new();
+async fn a_template_update_applies_to_new_runs_and_runs_in_flight_keep_their_version(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let client = db.client().await;
     let v1 = push_as(&client, "job", "sleepy", defaults(1)).await;
     let node = start(&client, &[("default", 2)]).await;
@@ -238,9 +230,8 @@ async fn a_template_update_applies_to_new_runs_and_runs_in_flight_keep_their_ver
     node.shutdown().await;
 }
 
-#[tokio::test]
-async fn events_and_stats_tell_what_happened() {
-    let db = TestDb::new();
+async fn events_and_stats_tell_what_happened(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let (client, clock) = db.manual().await;
     push(&client, "flaky", defaults(3)).await;
     let mut events = client.subscribe();
@@ -280,9 +271,8 @@ async fn events_and_stats_tell_what_happened() {
     assert!(s.duration_p50_ms.is_some() && s.duration_p95_ms >= s.duration_p50_ms);
 }
 
-#[tokio::test]
-async fn enqueue_and_run_goes_ahead_of_a_full_queue() {
-    let db = TestDb::new();
+async fn enqueue_and_run_goes_ahead_of_a_full_queue(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let client = db.client().await;
     push(&client, "spin", TemplateDefaults { timeout_ms: 60_000, ..defaults(1) }).await;
     push(&client, "hello", defaults(1)).await;
@@ -301,9 +291,8 @@ async fn enqueue_and_run_goes_ahead_of_a_full_queue() {
 
 /// Bildad's expire: a run whose node went silent is closed as `expired` and
 /// its job runs again; the silent node's late outcome is refused (fencing).
-#[tokio::test]
-async fn runs_of_a_silent_node_expire_and_their_jobs_run_again() {
-    let db = TestDb::new();
+async fn runs_of_a_silent_node_expire_and_their_jobs_run_again(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let (client, clock) = db.manual().await;
     push(&client, "hello", defaults(2)).await;
     let id = client.enqueue(enqueue("hello", json!({"name": "again"}))).await.unwrap().id();
@@ -340,9 +329,8 @@ async fn runs_of_a_silent_node_expire_and_their_jobs_run_again() {
     node.shutdown().await;
 }
 
-#[tokio::test]
-async fn shutdown_lets_runs_finish_within_the_grace_period_then_interrupts_the_rest() {
-    let db = TestDb::new();
+async fn shutdown_lets_runs_finish_within_the_grace_period_then_interrupts_the_rest(backend: Backend) {
+    let db = TestDb::on(backend).await;
     let client = db.client().await;
     push(&client, "sleepy", TemplateDefaults { timeout_ms: 120_000, ..defaults(1) }).await;
     let mut events = client.subscribe();
@@ -363,3 +351,38 @@ async fn shutdown_lets_runs_finish_within_the_grace_period_then_interrupts_the_r
     assert_eq!((job.state, job.attempt), (JobState::Available, 0), "its attempt is given back");
     assert!(client.node_list().await.unwrap().is_empty(), "the node deregistered");
 }
+
+/// Runs each test body on SQLite and on PostgreSQL: `NAME::sqlite`, `NAME::postgres`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use crate::support::node::Backend;
+
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    jobs_start_in_priority_then_run_at_order,
+    a_delayed_job_waits_for_its_time,
+    failures_retry_with_exponential_backoff_and_the_last_attempt_removes_the_job,
+    timeouts_and_memory_limits_fail_runs_with_their_reason,
+    cancel_removes_a_queued_job_and_interrupts_a_running_one,
+    a_unique_key_refuses_a_second_job_while_the_first_is_queued,
+    a_context_that_breaks_the_schema_is_refused_with_every_pointer_and_nothing_is_stored,
+    bad_uploads_are_refused_and_nothing_stored_changes,
+    a_template_update_applies_to_new_runs_and_runs_in_flight_keep_their_version,
+    events_and_stats_tell_what_happened,
+    enqueue_and_run_goes_ahead_of_a_full_queue,
+    runs_of_a_silent_node_expire_and_their_jobs_run_again,
+    shutdown_lets_runs_finish_within_the_grace_period_then_interrupts_the_rest,
+);

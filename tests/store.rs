@@ -227,3 +227,9 @@ async fn a_url_elihu_does_not_know_is_refused() {
     let err = elihu::store::connect("mysql://localhost/db").await.err().expect("refused");
     assert!(err.to_string().contains("is not a database URL elihu understands"), "{err}");
 }
+
+#[tokio::test]
+async fn postgres_passes_the_store_contract() {
+    let db = TestDb::on(crate::support::node::Backend::Postgres).await;
+    conformance(db.store().await).await;
+}

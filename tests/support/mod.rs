@@ -9,6 +9,8 @@ use elihu::runtime::{JobInfo, LoadedJob, RunLimits, RunOutcome, RunRequest, Runt
 use serde_json::Value;
 
 pub mod node;
+pub mod postgres;
+pub mod process;
 
 /// A directory for compiled artifacts shared by every runtime in this test
 /// process, so each example is compiled once.

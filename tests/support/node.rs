@@ -13,14 +13,40 @@ use tokio::sync::broadcast;
 
 use super::artifact_dir;
 
-/// A throwaway SQLite database file.
+/// A throwaway database: an SQLite file, or a fresh PostgreSQL database.
 pub struct TestDb {
+    /// A temp dir of the test's (the SQLite file lives here).
     pub dir: tempfile::TempDir,
+    postgres: Option<String>,
+}
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 impl TestDb {
+    /// An SQLite database.
     pub fn new() -> Self {
-        TestDb { dir: tempfile::tempdir().expect("temp dir") }
+        TestDb { dir: tempfile::tempdir().expect("temp dir"), postgres: None }
+    }
+
+    /// A database on `backend`.
+    pub async fn on(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => TestDb::new(),
+            Backend::Postgres => TestDb {
+                dir: tempfile::tempdir().expect("temp dir"),
+                postgres: Some(super::postgres::server().fresh_database().await),
+            },
+        }
+    }
+
+    /// A database on a PostgreSQL server of its own (see `PgServer::dedicated`).
+    pub async fn on_own_postgres(server: &super::postgres::PgServer) -> Self {
+        TestDb { dir: tempfile::tempdir().expect("temp dir"), postgres: Some(server.fresh_database().await) }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -28,7 +54,10 @@ impl TestDb {
     }
 
     pub fn url(&self) -> String {
-        self.path().to_string_lossy().into_owned()
+        match &self.postgres {
+            Some(url) => url.clone(),
+            None => self.path().to_string_lossy().into_owned(),
+        }
     }
 
     /// An opened, migrated store on this database.

@@ -12,12 +12,14 @@ use crate::client::Client;
 use crate::events::Event;
 use crate::queue::{self, Backoff};
 use crate::runtime::{CancelHandle, Ending, JobInfo, Reason, RunEvent, RunLimits, RunOutcome, RunRequest};
+use super::writer::OutcomeWriter;
 use crate::store::{Claimed, JobNext, RunEnd, TemplateDefaults};
 
 /// Runs a claimed job and records how it ended. `shutting_down` tells a
 /// cancel caused by the node's shutdown from one asked by a user.
 pub(crate) async fn execute(
     client: &Client,
+    writer: &OutcomeWriter,
     node_id: &str,
     claimed: Claimed,
     cancel: CancelHandle,
@@ -30,11 +32,12 @@ pub(crate) async fn execute(
         template = %claimed.job.template,
         attempt = claimed.job.attempt
     );
-    execute_in_span(client, node_id, claimed, cancel, shutting_down).instrument(span).await
+    execute_in_span(client, writer, node_id, claimed, cancel, shutting_down).instrument(span).await
 }
 
 async fn execute_in_span(
     client: &Client,
+    writer: &OutcomeWriter,
     node_id: &str,
     claimed: Claimed,
     cancel: CancelHandle,
@@ -128,11 +131,12 @@ async fn execute_in_span(
         checkpoint: outcome.checkpoint,
         finished_at: now,
     };
-    if !record(client, &end, next).await {
+    let (result, reason) = (end.result, end.reason);
+    if !writer.record(end, next).await {
         tracing::warn!("the run was expired by another node meanwhile; its late outcome is discarded");
         return;
     }
-    tracing::info!(result = ?end.result, reason = ?end.reason, "run finished");
+    tracing::info!(?result, ?reason, "run finished");
     client.emit(match (&ending, next) {
         (Ending::Succeeded { output }, _) => Event::Succeeded { job_id: job.id, run_id, output: output.clone() },
         (Ending::Failed { reason: Reason::Cancelled, .. }, _) => Event::Cancelled { job_id: job.id, run_id: Some(run_id) },
@@ -160,20 +164,4 @@ async fn load(client: &Client, digest: &crate::runtime::Digest) -> Result<Arc<cr
         Err(e) => return Err(format!("could not read the component {digest}: {e}")),
     };
     shared.runtime.load(&bytes).map_err(|e| format!("the component {digest} does not load: {e}"))
-}
-
-/// Writes a run's outcome, retrying while the database is unreachable so an
-/// outcome is never dropped. False when the run was fenced off.
-pub(crate) async fn record(client: &Client, end: &RunEnd, next: JobNext) -> bool {
-    let mut delay = Duration::from_millis(50);
-    loop {
-        match client.shared.store.run_finish(end, next).await {
-            Ok(applied) => return applied,
-            Err(e) => {
-                tracing::warn!(error = %e, run = end.run_id, "could not record the run's outcome; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }

@@ -5,6 +5,7 @@
 
 mod executor;
 mod maintenance;
+mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,7 +17,9 @@ use tokio::task::JoinHandle;
 
 use crate::client::{Client, ClientError, Enqueue};
 use crate::runtime::CancelHandle;
-use crate::store::{Claimed, Inserted, NodeInfo};
+use crate::store::{Claimed, Inserted, NodeInfo, Notice};
+
+use writer::OutcomeWriter;
 
 /// How a node works. `Default` suits one node on one machine.
 #[derive(Debug, Clone)]
@@ -70,6 +73,7 @@ struct NodeState {
     slot_freed: Notify,
     shutting_down: AtomicBool,
     info: NodeInfo,
+    writer: OutcomeWriter,
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] stops nothing:
@@ -162,7 +166,10 @@ impl Node {
             heartbeat_at: now,
         };
         client.store().node_heartbeat(&info, now + config.run_ttl.as_millis() as i64).await?;
+        let notices = client.store().listen().await?;
+        let writer = OutcomeWriter::start(client.clone());
         let state = Arc::new(NodeState {
+            writer,
             id,
             in_flight: config.queues.keys().map(|q| (q.clone(), AtomicU32::new(0))).collect(),
             config,
@@ -178,10 +185,13 @@ impl Node {
             claimers.push(tokio::spawn(claim_loop(state.clone(), queue, limit, phase.subscribe())));
         }
         claimers.push(tokio::spawn(maintenance_loop(state.clone(), phase.subscribe())));
-        let keepers = vec![
+        let mut keepers = vec![
             tokio::spawn(heartbeat_loop(state.clone(), phase.subscribe())),
             tokio::spawn(cancel_loop(state.clone(), phase.subscribe())),
         ];
+        if let Some(notices) = notices {
+            keepers.push(tokio::spawn(notice_loop(state.clone(), notices, phase.subscribe())));
+        }
         tracing::info!(node = %state.id, queues = %state.info.queues, "node started");
         Ok(Node { state, phase, claimers, keepers })
     }
@@ -295,7 +305,8 @@ fn spawn_run(state: &Arc<NodeState>, claimed: Claimed) {
     let slot = Slot { state: state.clone(), queue, job_id: claimed.job.id };
     tokio::spawn(async move {
         let state = slot.state.clone();
-        executor::execute(&state.client, &state.id, claimed, cancel, || state.shutting_down.load(Ordering::SeqCst)).await;
+        let shutting_down = || state.shutting_down.load(Ordering::SeqCst);
+        executor::execute(&state.client, &state.writer, &state.id, claimed, cancel, shutting_down).await;
         drop(slot);
     });
 }
@@ -390,6 +401,40 @@ async fn cancel_loop(state: Arc<NodeState>, mut phase: watch::Receiver<Phase>) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "checking for cancels failed"),
+        }
+    }
+}
+
+/// Reacts to the database's notices: new jobs wake the claim loops, a cancel
+/// interrupts the run at once; after a reconnect, look again.
+async fn notice_loop(
+    state: Arc<NodeState>,
+    mut notices: tokio::sync::mpsc::UnboundedReceiver<Notice>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    loop {
+        let notice = tokio::select! {
+            notice = notices.recv() => notice,
+            _ = phase.changed() => {
+                if *phase.borrow() == Phase::Halted {
+                    return;
+                }
+                continue;
+            }
+        };
+        match notice {
+            Some(Notice::JobsAvailable { queue }) => {
+                if state.in_flight.contains_key(&queue) {
+                    state.client.trigger();
+                }
+            }
+            Some(Notice::CancelRequested { job_id }) => {
+                if let Some(handle) = state.client.shared.local_runs.lock().unwrap().get(&job_id) {
+                    handle.cancel();
+                }
+            }
+            Some(Notice::Reconnected) => state.client.trigger(),
+            None => return,
         }
     }
 }

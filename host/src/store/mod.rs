@@ -4,6 +4,8 @@
 //! policy, backoff, what happens at the last attempt) lives above, in `queue`
 //! and `engine`, so every backend shares it.
 
+mod postgres;
+mod rows;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::runtime::{Digest, LogLine, Progress, Reason, RunResult};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch, UTC: the one time type of the store.
@@ -27,7 +30,7 @@ pub enum StoreError {
     #[error("could not migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The database URL is not one elihu understands.
-    #[error("`{0}` is not a database URL elihu understands; use `sqlite://PATH` (or a plain file path)")]
+    #[error("`{0}` is not a database URL elihu understands; use `postgres://USER@HOST/DB`, `sqlite://PATH` or a plain file path")]
     BadUrl(String),
     /// No template has that name.
     #[error("there is no template named `{0}`")]
@@ -432,7 +435,12 @@ pub trait Store: Send + Sync + 'static {
     /// Records a run's end and moves its job on, only while the run is still
     /// running on `end.node_id` and is the job's current run (fencing).
     /// Returns false when fenced off (nothing is written).
-    async fn run_finish(&self, end: &RunEnd, next: JobNext) -> Result<bool, StoreError>;
+    async fn run_finish(&self, end: &RunEnd, next: JobNext) -> Result<bool, StoreError> {
+        Ok(self.run_finish_many(&[(end.clone(), next)]).await?[0])
+    }
+    /// [`run_finish`](Store::run_finish) for many runs in one transaction;
+    /// one answer per run, in order.
+    async fn run_finish_many(&self, ends: &[(RunEnd, JobNext)]) -> Result<Vec<bool>, StoreError>;
     /// Saves a checkpoint of a running run on its job (fenced like `run_finish`).
     async fn run_checkpoint(&self, run_id: i64, node_id: &str, checkpoint: &str) -> Result<bool, StoreError>;
     /// Saves the latest progress of a running run.
@@ -457,15 +465,39 @@ pub trait Store: Send + Sync + 'static {
 
     /// Per-template figures.
     async fn stats(&self) -> Result<Vec<TemplateStats>, StoreError>;
+
+    /// Notices pushed by the database (enqueues and cancels made by any
+    /// process), for a node to react at once instead of at its next poll.
+    /// `None` where the database cannot push (SQLite: nodes poll).
+    async fn listen(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<Notice>>, StoreError> {
+        Ok(None)
+    }
 }
 
-/// Opens the store a database URL names: `sqlite://PATH`, `sqlite::memory:`
-/// or a plain file path (SQLite, embedded). Does not migrate.
+/// What a database pushes to listening nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Jobs became available in this queue.
+    JobsAvailable {
+        /// The queue.
+        queue: String,
+    },
+    /// A cancel was requested for this running job.
+    CancelRequested {
+        /// The job.
+        job_id: i64,
+    },
+    /// The notification connection was lost and is back: notices may have
+    /// been missed, so look again.
+    Reconnected,
+}
+
+/// Opens the store a database URL names: `postgres://…` (PostgreSQL, for
+/// many nodes), or `sqlite://PATH`, `sqlite::memory:` or a plain file path
+/// (SQLite, embedded). Does not migrate.
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::BadUrl(format!(
-            "{url}` (PostgreSQL is not supported by this build yet; use an SQLite path"
-        )));
+        return Ok(std::sync::Arc::new(PostgresStore::connect(url).await?));
     }
     Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
 }

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, Sqlite, SqliteConnection, Transaction};
 
+use super::rows::*;
 use super::*;
-use crate::runtime::{LogLine, Progress, Reason, RunResult};
+use crate::runtime::Progress;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -72,137 +73,6 @@ impl SqliteStore {
     }
 }
 
-fn corrupt(what: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
-    move |e| StoreError::Corrupt { what, why: e.to_string() }
-}
-
-fn digest_of(text: String) -> Result<Digest, StoreError> {
-    Digest::parse(&text).ok_or(StoreError::Corrupt { what: "a digest", why: format!("`{text}` is not a sha256 digest") })
-}
-
-fn template_from(row: &SqliteRow) -> Result<Template, StoreError> {
-    Ok(Template {
-        name: row.try_get("name")?,
-        digest: digest_of(row.try_get("digest")?)?,
-        schema: serde_json::from_str(row.try_get::<&str, _>("schema")?).map_err(corrupt("a template schema"))?,
-        defaults: TemplateDefaults {
-            queue: row.try_get("queue")?,
-            priority: row.try_get("priority")?,
-            max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
-            timeout_ms: row.try_get::<i64, _>("timeout_ms")? as u64,
-            memory_bytes: row.try_get::<i64, _>("memory_bytes")? as u64,
-            backoff_base_ms: row.try_get::<i64, _>("backoff_base_ms")? as u64,
-            backoff_max_ms: row.try_get::<i64, _>("backoff_max_ms")? as u64,
-        },
-        config: serde_json::from_str(row.try_get::<&str, _>("config")?).map_err(corrupt("a template config"))?,
-        version: row.try_get("version")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn job_from(row: &SqliteRow) -> Result<Job, StoreError> {
-    let state: &str = row.try_get("state")?;
-    Ok(Job {
-        id: row.try_get("id")?,
-        template: row.try_get("template")?,
-        context: row.try_get("context")?,
-        queue: row.try_get("queue")?,
-        priority: row.try_get("priority")?,
-        run_at: row.try_get("run_at")?,
-        state: if state == "running" { JobState::Running } else { JobState::Available },
-        attempt: row.try_get::<i64, _>("attempt")? as u32,
-        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
-        timeout_ms: row.try_get::<i64, _>("timeout_ms")? as u64,
-        memory_bytes: row.try_get::<i64, _>("memory_bytes")? as u64,
-        unique_key: row.try_get("unique_key")?,
-        checkpoint: row.try_get("checkpoint")?,
-        current_run: row.try_get("current_run")?,
-        node_id: row.try_get("node_id")?,
-        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn result_from(text: Option<String>) -> Option<RunResult> {
-    match text.as_deref() {
-        Some("succeeded") => Some(RunResult::Succeeded),
-        Some("failed") => Some(RunResult::Failed),
-        Some("cancelled") => Some(RunResult::Cancelled),
-        _ => None,
-    }
-}
-
-fn result_str(result: RunResult) -> &'static str {
-    match result {
-        RunResult::Succeeded => "succeeded",
-        RunResult::Failed => "failed",
-        RunResult::Cancelled => "cancelled",
-    }
-}
-
-pub(crate) fn reason_from(text: Option<&str>) -> Option<Reason> {
-    Some(match text? {
-        "error" => Reason::Error,
-        "timeout" => Reason::Timeout,
-        "memory" => Reason::Memory,
-        "trap" => Reason::Trap,
-        "cancelled" => Reason::Cancelled,
-        "expired" => Reason::Expired,
-        "shutdown" => Reason::Shutdown,
-        _ => return None,
-    })
-}
-
-fn run_from(row: &SqliteRow) -> Result<Run, StoreError> {
-    let status: &str = row.try_get("status")?;
-    let percent: Option<i64> = row.try_get("progress_percent")?;
-    let progress = percent.map(|p| -> Result<Progress, StoreError> {
-        Ok(Progress { percent: p as u8, message: row.try_get::<Option<String>, _>("progress_message")?.unwrap_or_default() })
-    });
-    Ok(Run {
-        id: row.try_get("id")?,
-        job_id: row.try_get("job_id")?,
-        template: row.try_get("template")?,
-        attempt: row.try_get::<i64, _>("attempt")? as u32,
-        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
-        node_id: row.try_get("node_id")?,
-        digest: digest_of(row.try_get("digest")?)?,
-        status: if status == "running" { RunStatus::Running } else { RunStatus::Done },
-        result: result_from(row.try_get("result")?),
-        reason: reason_from(row.try_get::<Option<&str>, _>("reason")?),
-        message: row.try_get("message")?,
-        output: row.try_get("output")?,
-        logs: serde_json::from_str::<Vec<LogLine>>(row.try_get::<&str, _>("logs")?).map_err(corrupt("a run's logs"))?,
-        progress: progress.transpose()?,
-        checkpoint: row.try_get("checkpoint")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
-}
-
-fn node_from(row: &SqliteRow) -> Result<NodeInfo, StoreError> {
-    Ok(NodeInfo {
-        id: row.try_get("id")?,
-        hostname: row.try_get("hostname")?,
-        pid: row.try_get("pid")?,
-        queues: row.try_get("queues")?,
-        started_at: row.try_get("started_at")?,
-        heartbeat_at: row.try_get("heartbeat_at")?,
-    })
-}
-
-/// The p-th percentile of sorted values (nearest rank).
-pub(crate) fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
-
 /// Opens a run for each freshly claimed job, with the component and config of
 /// its template as they are now.
 async fn open_runs(
@@ -253,6 +123,54 @@ async fn open_runs(
         }
     Ok(claimed)
 }
+
+/// Records one run's end inside a transaction (see `Store::run_finish`).
+async fn finish_one(tx: &mut Transaction<'static, Sqlite>, end: &RunEnd, next: JobNext) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE runs SET status = 'done', result = ?, reason = ?, message = ?, output = ?, logs = ?,
+             progress_percent = ?, progress_message = ?, checkpoint = COALESCE(?, checkpoint), finished_at = ?
+         WHERE id = ? AND job_id = ? AND node_id = ? AND status = 'running'",
+    )
+    .bind(result_str(end.result))
+    .bind(end.reason.map(|r| r.as_str()))
+    .bind(&end.message)
+    .bind(&end.output)
+    .bind(serde_json::to_string(&end.logs).expect("log lines serialise"))
+    .bind(end.progress.as_ref().map(|p| p.percent as i64))
+    .bind(end.progress.as_ref().map(|p| p.message.clone()))
+    .bind(&end.checkpoint)
+    .bind(end.finished_at)
+    .bind(end.run_id)
+    .bind(end.job_id)
+    .bind(&end.node_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Ok(false);
+    }
+    match next {
+        JobNext::Delete => {
+            sqlx::query("DELETE FROM jobs WHERE id = ? AND current_run = ?").bind(end.job_id).bind(end.run_id).execute(&mut **tx).await?;
+        }
+        JobNext::Retry { at, refund } => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'available', run_at = ?, node_id = NULL, current_run = NULL,
+                     attempt = attempt - ?, checkpoint = COALESCE(?, checkpoint)
+                 WHERE id = ? AND current_run = ?",
+            )
+            .bind(at)
+            .bind(refund as i64)
+            .bind(&end.checkpoint)
+            .bind(end.job_id)
+            .bind(end.run_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(true)
+}
+
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
@@ -463,52 +381,14 @@ impl Store for SqliteStore {
         rows.iter().map(|r| r.try_get("id").map_err(StoreError::from)).collect()
     }
 
-    async fn run_finish(&self, end: &RunEnd, next: JobNext) -> Result<bool, StoreError> {
+    async fn run_finish_many(&self, ends: &[(RunEnd, JobNext)]) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.write().await?;
-        let updated = sqlx::query(
-            "UPDATE runs SET status = 'done', result = ?, reason = ?, message = ?, output = ?, logs = ?,
-                 progress_percent = ?, progress_message = ?, checkpoint = COALESCE(?, checkpoint), finished_at = ?
-             WHERE id = ? AND job_id = ? AND node_id = ? AND status = 'running'",
-        )
-        .bind(result_str(end.result))
-        .bind(end.reason.map(|r| r.as_str()))
-        .bind(&end.message)
-        .bind(&end.output)
-        .bind(serde_json::to_string(&end.logs).expect("log lines serialise"))
-        .bind(end.progress.as_ref().map(|p| p.percent as i64))
-        .bind(end.progress.as_ref().map(|p| p.message.clone()))
-        .bind(&end.checkpoint)
-        .bind(end.finished_at)
-        .bind(end.run_id)
-        .bind(end.job_id)
-        .bind(&end.node_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            return Ok(false);
-        }
-        match next {
-            JobNext::Delete => {
-                sqlx::query("DELETE FROM jobs WHERE id = ? AND current_run = ?").bind(end.job_id).bind(end.run_id).execute(&mut *tx).await?;
-            }
-            JobNext::Retry { at, refund } => {
-                sqlx::query(
-                    "UPDATE jobs SET state = 'available', run_at = ?, node_id = NULL, current_run = NULL,
-                         attempt = attempt - ?, checkpoint = COALESCE(?, checkpoint)
-                     WHERE id = ? AND current_run = ?",
-                )
-                .bind(at)
-                .bind(refund as i64)
-                .bind(&end.checkpoint)
-                .bind(end.job_id)
-                .bind(end.run_id)
-                .execute(&mut *tx)
-                .await?;
-            }
+        let mut applied = Vec::with_capacity(ends.len());
+        for (end, next) in ends {
+            applied.push(finish_one(&mut tx, end, *next).await?);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(applied)
     }
 
     async fn run_checkpoint(&self, run_id: i64, node_id: &str, checkpoint: &str) -> Result<bool, StoreError> {

@@ -1,0 +1,559 @@
+//! The PostgreSQL store, for many nodes on one database: claims take a batch
+//! in one statement with `FOR UPDATE SKIP LOCKED` (two nodes never claim the
+//! same job), enqueues and cancels `NOTIFY` listening nodes, and the leader
+//! lease is a row with an expiry.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+use super::rows::*;
+use super::*;
+use crate::runtime::Progress;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The channel enqueues notify: the payload is the queue.
+const JOBS_CHANNEL: &str = "elihu_jobs";
+/// The channel cancels notify: the payload is the job id.
+const CANCEL_CHANNEL: &str = "elihu_cancel";
+
+/// elihu's store on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `postgres://…`. Does not migrate.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Opens a transaction in its own task, so a caller that gives up cannot
+    /// leave a pooled connection inside an open transaction.
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let pool = self.pool.clone();
+        match tokio::spawn(async move { pool.begin().await }).await {
+            Ok(tx) => Ok(tx?),
+            Err(e) => {
+                tracing::error!(error = %e, "the task opening a transaction failed");
+                Err(StoreError::Database(sqlx::Error::WorkerCrashed))
+            }
+        }
+    }
+}
+
+/// A claimed job row (with its template's digest and config) as a `Claimed`.
+fn claimed_from(row: &PgRow) -> Result<Claimed, StoreError> {
+    let job = job_from(row)?;
+    let config: &str = row.try_get("template_config")?;
+    Ok(Claimed {
+        run_id: job.current_run.ok_or(StoreError::Corrupt { what: "a claimed job", why: "no current run".into() })?,
+        digest: digest_of(row.try_get("template_digest")?)?,
+        config: serde_json::from_str(config).map_err(corrupt("a template config"))?,
+        job,
+    })
+}
+
+/// Claims the jobs `picked` selects (a query over `jobs j` with `$1` node,
+/// `$3` now, `$5` expiry) and opens their runs, all in one statement.
+fn claim_sql(picked: &str) -> String {
+    format!(
+        "WITH picked AS ({picked} FOR UPDATE OF j SKIP LOCKED),
+         claimed AS (
+             UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, node_id = $1,
+                 current_run = nextval('runs_id_seq')
+             FROM picked WHERE j.id = picked.id
+             RETURNING j.*),
+         opened AS (
+             INSERT INTO runs (id, job_id, template, attempt, max_attempts, node_id, digest, status, started_at, expires_at)
+             SELECT c.current_run, c.id, c.template, c.attempt, c.max_attempts, $1, t.digest, 'running', $3, $5
+             FROM claimed c JOIN templates t ON t.name = c.template)
+         SELECT c.*, t.digest AS template_digest, t.config AS template_config
+         FROM claimed c JOIN templates t ON t.name = c.template
+         ORDER BY c.priority, c.run_at, c.id"
+    )
+}
+
+/// Records one run's end inside a transaction (see `Store::run_finish`).
+async fn finish_one(tx: &mut Transaction<'static, Postgres>, end: &RunEnd, next: JobNext) -> Result<bool, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE runs SET status = 'done', result = $1, reason = $2, message = $3, output = $4, logs = $5,
+             progress_percent = $6, progress_message = $7, checkpoint = COALESCE($8, checkpoint), finished_at = $9
+         WHERE id = $10 AND job_id = $11 AND node_id = $12 AND status = 'running'",
+    )
+    .bind(result_str(end.result))
+    .bind(end.reason.map(|r| r.as_str()))
+    .bind(&end.message)
+    .bind(&end.output)
+    .bind(serde_json::to_string(&end.logs).expect("log lines serialise"))
+    .bind(end.progress.as_ref().map(|p| p.percent as i64))
+    .bind(end.progress.as_ref().map(|p| p.message.clone()))
+    .bind(&end.checkpoint)
+    .bind(end.finished_at)
+    .bind(end.run_id)
+    .bind(end.job_id)
+    .bind(&end.node_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Ok(false);
+    }
+    match next {
+        JobNext::Delete => {
+            sqlx::query("DELETE FROM jobs WHERE id = $1 AND current_run = $2").bind(end.job_id).bind(end.run_id).execute(&mut **tx).await?;
+        }
+        JobNext::Retry { at, refund } => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'available', run_at = $1, node_id = NULL, current_run = NULL,
+                     attempt = attempt - $2, checkpoint = COALESCE($3, checkpoint)
+                 WHERE id = $4 AND current_run = $5",
+            )
+            .bind(at)
+            .bind(refund as i64)
+            .bind(&end.checkpoint)
+            .bind(end.job_id)
+            .bind(end.run_id)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("SELECT pg_notify($1, queue) FROM jobs WHERE id = $2 AND run_at <= $3")
+                .bind(JOBS_CHANNEL)
+                .bind(end.job_id)
+                .bind(end.finished_at)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(true)
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn component_put(&self, digest: &Digest, bytes: &[u8], now: Millis) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO components (digest, bytes, size, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest.as_str())
+            .bind(bytes)
+            .bind(bytes.len() as i64)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn component_get(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT bytes FROM components WHERE digest = $1").bind(digest.as_str()).fetch_optional(&self.pool).await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get("bytes")?),
+            None => None,
+        })
+    }
+
+    async fn template_put(
+        &self,
+        name: &str,
+        digest: &Digest,
+        schema: &serde_json::Value,
+        defaults: &TemplateDefaults,
+        config: &BTreeMap<String, String>,
+        now: Millis,
+    ) -> Result<Template, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO templates (name, digest, schema, queue, priority, max_attempts, timeout_ms, memory_bytes,
+                 backoff_base_ms, backoff_max_ms, config, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12)
+             ON CONFLICT (name) DO UPDATE SET digest = EXCLUDED.digest, schema = EXCLUDED.schema,
+                 queue = EXCLUDED.queue, priority = EXCLUDED.priority, max_attempts = EXCLUDED.max_attempts,
+                 timeout_ms = EXCLUDED.timeout_ms, memory_bytes = EXCLUDED.memory_bytes,
+                 backoff_base_ms = EXCLUDED.backoff_base_ms, backoff_max_ms = EXCLUDED.backoff_max_ms,
+                 config = EXCLUDED.config, version = templates.version + 1, updated_at = EXCLUDED.updated_at
+             RETURNING *",
+        )
+        .bind(name)
+        .bind(digest.as_str())
+        .bind(schema.to_string())
+        .bind(&defaults.queue)
+        .bind(defaults.priority)
+        .bind(defaults.max_attempts as i64)
+        .bind(defaults.timeout_ms as i64)
+        .bind(defaults.memory_bytes as i64)
+        .bind(defaults.backoff_base_ms as i64)
+        .bind(defaults.backoff_max_ms as i64)
+        .bind(serde_json::to_string(config).expect("a map of strings serialises"))
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        template_from(&row)
+    }
+
+    async fn template_get(&self, name: &str) -> Result<Option<Template>, StoreError> {
+        let row = sqlx::query("SELECT * FROM templates WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(template_from).transpose()
+    }
+
+    async fn template_list(&self) -> Result<Vec<Template>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM templates ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(template_from).collect()
+    }
+
+    async fn template_delete(&self, name: &str, force: bool) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        // Lock the template row so no job is claimed against it meanwhile.
+        sqlx::query("SELECT name FROM templates WHERE name = $1 FOR UPDATE").bind(name).execute(&mut *tx).await?;
+        let jobs: i64 = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE template = $1").bind(name).fetch_one(&mut *tx).await?.try_get("n")?;
+        if jobs > 0 && !force {
+            tx.rollback().await?;
+            return Err(StoreError::TemplateInUse { name: name.to_string(), jobs });
+        }
+        sqlx::query("DELETE FROM jobs WHERE template = $1 AND state = 'available'").bind(name).execute(&mut *tx).await?;
+        let flagged = sqlx::query("UPDATE jobs SET cancel_requested = TRUE WHERE template = $1 AND state = 'running' RETURNING id")
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in flagged {
+            let id: i64 = row.try_get("id")?;
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CANCEL_CHANNEL).bind(id.to_string()).execute(&mut *tx).await?;
+        }
+        let deleted = sqlx::query("DELETE FROM templates WHERE name = $1").bind(name).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn job_insert(&self, jobs: &[NewJob], now: Millis) -> Result<Vec<Inserted>, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        let mut due_queues = BTreeSet::new();
+        for job in jobs {
+            let row = sqlx::query(
+                "INSERT INTO jobs (template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes, unique_key, created_at)
+                 VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10)
+                 ON CONFLICT (unique_key) DO NOTHING RETURNING id",
+            )
+            .bind(&job.template)
+            .bind(&job.context)
+            .bind(&job.queue)
+            .bind(job.priority)
+            .bind(job.run_at)
+            .bind(job.max_attempts as i64)
+            .bind(job.timeout_ms as i64)
+            .bind(job.memory_bytes as i64)
+            .bind(&job.unique_key)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                Some(row) => {
+                    out.push(Inserted::New(row.try_get("id")?));
+                    if job.run_at <= now {
+                        due_queues.insert(job.queue.as_str());
+                    }
+                }
+                None => {
+                    let row = sqlx::query("SELECT id FROM jobs WHERE unique_key = $1").bind(&job.unique_key).fetch_one(&mut *tx).await?;
+                    out.push(Inserted::Existing(row.try_get("id")?));
+                }
+            }
+        }
+        // Delivered at commit, to every listening node.
+        for queue in due_queues {
+            sqlx::query("SELECT pg_notify($1, $2)").bind(JOBS_CHANNEL).bind(queue).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn job_get(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(job_from).transpose()
+    }
+
+    async fn job_list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE ($1::TEXT IS NULL OR template = $1) AND ($2::TEXT IS NULL OR queue = $2)
+                 AND ($3::TEXT IS NULL OR state = $3)
+             ORDER BY state DESC, priority, run_at, id LIMIT $4",
+        )
+        .bind(&filter.template)
+        .bind(&filter.queue)
+        .bind(filter.state.map(|s| if s == JobState::Running { "running" } else { "available" }))
+        .bind(filter.limit.unwrap_or(100))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from).collect()
+    }
+
+    async fn job_claim(
+        &self,
+        node_id: &str,
+        queue: &str,
+        limit: u32,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let sql = claim_sql(
+            "SELECT j.id FROM jobs j
+             WHERE j.queue = $2 AND j.state = 'available' AND j.run_at <= $3
+               AND EXISTS (SELECT 1 FROM templates t WHERE t.name = j.template)
+             ORDER BY j.priority, j.run_at, j.id LIMIT $4",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(node_id)
+            .bind(queue)
+            .bind(now)
+            .bind(limit as i64)
+            .bind(expires_at)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(claimed_from).collect()
+    }
+
+    async fn job_claim_id(&self, node_id: &str, id: i64, now: Millis, expires_at: Millis) -> Result<Option<Claimed>, StoreError> {
+        let sql = claim_sql(
+            "SELECT j.id FROM jobs j WHERE j.id = $2 AND j.state = 'available' LIMIT $4",
+        );
+        let row = sqlx::query(&sql)
+            .bind(node_id)
+            .bind(id)
+            .bind(now)
+            .bind(1i64)
+            .bind(expires_at)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(claimed_from).transpose()
+    }
+
+    async fn job_cancel(&self, id: i64) -> Result<CancelOutcome, StoreError> {
+        let mut tx = self.begin().await?;
+        let removed = sqlx::query("DELETE FROM jobs WHERE id = $1 AND state = 'available'").bind(id).execute(&mut *tx).await?.rows_affected();
+        let outcome = if removed > 0 {
+            CancelOutcome::Removed
+        } else {
+            let flagged = sqlx::query("UPDATE jobs SET cancel_requested = TRUE WHERE id = $1 AND state = 'running'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if flagged > 0 {
+                sqlx::query("SELECT pg_notify($1, $2)").bind(CANCEL_CHANNEL).bind(id.to_string()).execute(&mut *tx).await?;
+                CancelOutcome::Requested
+            } else {
+                CancelOutcome::NotFound
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn job_cancel_requested(&self, node_id: &str) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM jobs WHERE node_id = $1 AND state = 'running' AND cancel_requested")
+            .bind(node_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get("id").map_err(StoreError::from)).collect()
+    }
+
+    async fn run_finish_many(&self, ends: &[(RunEnd, JobNext)]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut applied = Vec::with_capacity(ends.len());
+        for (end, next) in ends {
+            applied.push(finish_one(&mut tx, end, *next).await?);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn run_checkpoint(&self, run_id: i64, node_id: &str, checkpoint: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let ok = sqlx::query("UPDATE runs SET checkpoint = $1 WHERE id = $2 AND node_id = $3 AND status = 'running'")
+            .bind(checkpoint)
+            .bind(run_id)
+            .bind(node_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if ok {
+            sqlx::query("UPDATE jobs SET checkpoint = $1 WHERE current_run = $2").bind(checkpoint).bind(run_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(ok)
+    }
+
+    async fn run_progress(&self, run_id: i64, progress: &Progress) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET progress_percent = $1, progress_message = $2 WHERE id = $3 AND status = 'running'")
+            .bind(progress.percent as i64)
+            .bind(&progress.message)
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn run_get(&self, id: i64) -> Result<Option<Run>, StoreError> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(run_from).transpose()
+    }
+
+    async fn run_list(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE ($1::BIGINT IS NULL OR job_id = $1) AND ($2::TEXT IS NULL OR template = $2)
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(filter.job_id)
+        .bind(&filter.template)
+        .bind(filter.limit.unwrap_or(100))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn run_expired(&self, now: Millis) -> Result<Vec<Run>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'running' AND expires_at < $1 ORDER BY id")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn run_prune(&self, before: Millis) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM runs WHERE status = 'done' AND finished_at < $1").bind(before).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn node_heartbeat(&self, node: &NodeInfo, runs_expire_at: Millis) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO nodes (id, hostname, pid, queues, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at, queues = EXCLUDED.queues",
+        )
+        .bind(&node.id)
+        .bind(&node.hostname)
+        .bind(node.pid)
+        .bind(&node.queues)
+        .bind(node.started_at)
+        .bind(node.heartbeat_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE runs SET expires_at = $1 WHERE node_id = $2 AND status = 'running'")
+            .bind(runs_expire_at)
+            .bind(&node.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn node_remove(&self, node_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM nodes WHERE id = $1").bind(node_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM leader WHERE node_id = $1").bind(node_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn node_list(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM nodes ORDER BY started_at, id").fetch_all(&self.pool).await?;
+        rows.iter().map(node_from).collect()
+    }
+
+    async fn leader_acquire(&self, node_id: &str, now: Millis, expires_at: Millis) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO leader (name, node_id, expires_at) VALUES ('leader', $1, $3)
+             ON CONFLICT (name) DO UPDATE SET node_id = EXCLUDED.node_id, expires_at = EXCLUDED.expires_at
+             WHERE leader.node_id = EXCLUDED.node_id OR leader.expires_at < $2
+             RETURNING node_id",
+        )
+        .bind(node_id)
+        .bind(now)
+        .bind(expires_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn stats(&self) -> Result<Vec<TemplateStats>, StoreError> {
+        let rows = sqlx::query(
+            "WITH names AS (SELECT name AS template FROM templates UNION SELECT DISTINCT template FROM runs
+                            UNION SELECT DISTINCT template FROM jobs),
+             r AS (SELECT template,
+                          COUNT(*) FILTER (WHERE result = 'succeeded') AS s,
+                          COUNT(*) FILTER (WHERE result = 'failed') AS f,
+                          COUNT(*) FILTER (WHERE result = 'cancelled') AS c
+                   FROM runs WHERE status = 'done' GROUP BY template),
+             j AS (SELECT template, COUNT(*) FILTER (WHERE state = 'available') AS q,
+                          COUNT(*) FILTER (WHERE state = 'running') AS rn
+                   FROM jobs GROUP BY template),
+             d AS (SELECT template,
+                          percentile_disc(0.5) WITHIN GROUP (ORDER BY finished_at - started_at) AS p50,
+                          percentile_disc(0.95) WITHIN GROUP (ORDER BY finished_at - started_at) AS p95
+                   FROM (SELECT template, started_at, finished_at,
+                                row_number() OVER (PARTITION BY template ORDER BY id DESC) AS k
+                         FROM runs WHERE status = 'done') latest
+                   WHERE k <= 10000 GROUP BY template)
+             SELECT names.template, COALESCE(r.s, 0) AS s, COALESCE(r.f, 0) AS f, COALESCE(r.c, 0) AS c,
+                    COALESCE(j.q, 0) AS q, COALESCE(j.rn, 0) AS rn, d.p50, d.p95
+             FROM names LEFT JOIN r USING (template) LEFT JOIN j USING (template) LEFT JOIN d USING (template)
+             ORDER BY names.template",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TemplateStats {
+                    template: row.try_get("template")?,
+                    succeeded: row.try_get("s")?,
+                    failed: row.try_get("f")?,
+                    cancelled: row.try_get("c")?,
+                    queued: row.try_get("q")?,
+                    running: row.try_get("rn")?,
+                    duration_p50_ms: row.try_get("p50")?,
+                    duration_p95_ms: row.try_get("p95")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn listen(&self) -> Result<Option<UnboundedReceiver<Notice>>, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen_all([JOBS_CHANNEL, CANCEL_CHANNEL]).await?;
+        let (tx, rx) = unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let notice = match listener.try_recv().await {
+                    Ok(Some(n)) if n.channel() == JOBS_CHANNEL => Notice::JobsAvailable { queue: n.payload().to_string() },
+                    Ok(Some(n)) => match n.payload().parse() {
+                        Ok(job_id) => Notice::CancelRequested { job_id },
+                        Err(_) => continue,
+                    },
+                    // The connection dropped; the next call reconnects and
+                    // listens again. Notices sent meanwhile are lost.
+                    Ok(None) => Notice::Reconnected,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for notifications failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
+                if tx.send(notice).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+}
