@@ -179,7 +179,7 @@ async fn the_openapi_document_matches_the_routes() {
             assert!(documented.iter().any(|c| c.as_str() == status.to_string()), "{method} {path} answered {status}, documented {documented:?}");
         }
     }
-    assert_eq!(operations, 17);
+    assert_eq!(operations, 23);
     let (status, _) = http(&addr, "PATCH", "/v1/templates/x", None, None).await;
     assert_eq!(status, 405);
     node.shutdown().await;

@@ -12,4 +12,5 @@ mod loading;
 mod multinode;
 mod queue;
 mod runtime;
+mod schedules;
 mod store;

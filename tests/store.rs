@@ -7,7 +7,7 @@ use std::sync::Arc;
 use elihu::runtime::{Digest, Progress, Reason, RunResult};
 use elihu::store::{
     CancelOutcome, Inserted, JobFilter, JobNext, JobState, NewJob, NodeInfo, RunEnd, RunFilter, RunStatus, Store,
-    StoreError, TemplateDefaults,
+    StoreError, StoredSchedule, TemplateDefaults,
 };
 use serde_json::json;
 
@@ -34,6 +34,7 @@ fn job(template: &str, priority: i32, run_at: i64) -> NewJob {
         timeout_ms: 1000,
         memory_bytes: 64 << 20,
         unique_key: None,
+        discard_after: None,
     }
 }
 
@@ -63,6 +64,52 @@ pub async fn conformance(store: Arc<dyn Store>) {
     expiry_and_heartbeats(&store).await;
     the_leader_lease_is_exclusive_until_it_expires(&store).await;
     templates_update_and_delete(&store).await;
+    a_firing_is_enqueued_once_whoever_fires_it(&store).await;
+}
+
+async fn a_firing_is_enqueued_once_whoever_fires_it(store: &Arc<dyn Store>) {
+    with_template(store, "sched").await;
+    let schedule = StoredSchedule {
+        name: "tick".into(),
+        template: "sched".into(),
+        context: "{}".into(),
+        cron: None,
+        interval_ms: Some(1000),
+        timezone: None,
+        catch_up: "one".into(),
+        paused: false,
+        last_firing: None,
+        current_job: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    store.schedule_put(&schedule, T0).await.unwrap();
+    let keyed = |at: i64| NewJob { unique_key: Some(format!("schedule:tick:{at}")), ..job("sched", 0, at) };
+    // Two leaders that both saw "never fired" race for the same firing: one wins.
+    let first = keyed(T0 + 1000);
+    let (a, b) = tokio::join!(
+        store.schedule_fire("tick", None, T0 + 1000, &first, T0),
+        store.schedule_fire("tick", None, T0 + 1000, &first, T0)
+    );
+    let winners: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(winners.len(), 1, "exactly one firing: {winners:?}");
+    let stored = store.schedule_get("tick").await.unwrap().unwrap();
+    assert_eq!((stored.last_firing, stored.current_job), (Some(T0 + 1000), Some(winners[0].id())));
+    // A job past its discard time is not claimed.
+    let late = NewJob { discard_after: Some(T0 + 10), ..job("sched", 0, T0) };
+    let late_id = store.job_insert(&[late], T0).await.unwrap()[0].id();
+    assert!(store.job_claim("n1", "default", 10, T0 + 11, T0 + 1000).await.unwrap().is_empty());
+    assert_eq!(store.job_cancel(late_id).await.unwrap(), CancelOutcome::Removed);
+    // A stale view (expected None) cannot fire the next one either.
+    assert!(store.schedule_fire("tick", None, T0 + 2000, &keyed(T0 + 2000), T0).await.unwrap().is_none());
+    // Pausing withdraws the queued job; a paused schedule does not fire.
+    assert!(store.schedule_pause("tick", true, T0).await.unwrap());
+    assert!(store.job_get(winners[0].id()).await.unwrap().is_none());
+    assert!(store.schedule_fire("tick", Some(T0 + 1000), T0 + 2000, &keyed(T0 + 2000), T0).await.unwrap().is_none());
+    assert!(store.schedule_pause("tick", false, T0).await.unwrap());
+    assert_eq!(store.schedule_list().await.unwrap().len(), 1);
+    assert!(store.schedule_delete("tick").await.unwrap());
+    assert!(!store.schedule_delete("tick").await.unwrap());
 }
 
 async fn claims_follow_priority_then_run_at_then_id(store: &Arc<dyn Store>) {

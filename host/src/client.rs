@@ -13,10 +13,11 @@ use tokio::sync::{Notify, broadcast};
 use crate::clock::{Clock, SystemClock};
 use crate::events::Event;
 use crate::runtime::{CancelHandle, Digest, LoadError, Runtime, RuntimeConfig, RuntimeError};
+use crate::schedule::{CatchUp, Rule};
 use crate::schema::{ContextSchema, SchemaError};
 use crate::store::{
-    CancelOutcome, Inserted, Job, JobFilter, NewJob, NodeInfo, Run, RunFilter, Store, StoreError, Template,
-    TemplateDefaults, TemplateStats,
+    CancelOutcome, Inserted, Job, JobFilter, NewJob, NodeInfo, Run, RunFilter, Store, StoreError, StoredSchedule,
+    Template, TemplateDefaults, TemplateStats,
 };
 
 /// Why the client refused or failed a request. Every variant names the problem.
@@ -34,6 +35,12 @@ pub enum ClientError {
     /// The runtime could not start.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// A schedule was refused.
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
+    /// No schedule of that name.
+    #[error("there is no schedule named `{0}`")]
+    UnknownSchedule(String),
     /// No template of that name.
     #[error("there is no template named `{0}`; push it first (`elihu template push {0} FILE.wasm --schema FILE`)")]
     UnknownTemplate(String),
@@ -90,6 +97,49 @@ impl Enqueue {
     pub fn new(template: impl Into<String>, context: Value) -> Self {
         Enqueue { template: template.into(), context, ..Enqueue::default() }
     }
+}
+
+/// A schedule to create or replace.
+#[derive(Debug, Clone)]
+pub struct ScheduleSpec {
+    /// Its name.
+    pub name: String,
+    /// The template it enqueues.
+    pub template: String,
+    /// The context of every job; checked against the template's schema.
+    pub context: Value,
+    /// When it fires.
+    pub rule: Rule,
+    /// What to do about firings missed while no node ran.
+    pub catch_up: CatchUp,
+}
+
+/// A schedule as shown: its rule, state and next firing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Schedule {
+    /// Its name.
+    pub name: String,
+    /// The template it enqueues.
+    pub template: String,
+    /// The context of every job.
+    pub context: Value,
+    /// Its cron rule (six fields), if it has one.
+    pub cron: Option<String>,
+    /// Or its interval, as a duration (`5m`).
+    pub every: Option<String>,
+    /// The IANA time zone of its cron rule.
+    pub timezone: Option<String>,
+    /// `one` or `skip`.
+    pub catch_up: CatchUp,
+    /// Paused schedules do not fire.
+    pub paused: bool,
+    /// The firing time of the job it enqueued last (ms since the epoch).
+    pub last_firing: Option<i64>,
+    /// When it fires next (ms since the epoch): the run-at of its queued job,
+    /// or what the rule gives now; `None` while paused or running.
+    pub next_firing: Option<i64>,
+    /// Its job, while queued or running.
+    pub current_job: Option<i64>,
 }
 
 /// How a client is opened.
@@ -303,7 +353,7 @@ impl Client {
         Ok(schema)
     }
 
-    async fn prepare(&self, request: &Enqueue, templates: &mut HashMap<String, Template>) -> Result<NewJob, ClientError> {
+    pub(crate) async fn prepare(&self, request: &Enqueue, templates: &mut HashMap<String, Template>) -> Result<NewJob, ClientError> {
         if !templates.contains_key(&request.template) {
             let template = self.template_get(&request.template).await?;
             templates.insert(request.template.clone(), template);
@@ -334,6 +384,7 @@ impl Client {
             timeout_ms,
             memory_bytes: memory,
             unique_key: request.unique_key.clone(),
+            discard_after: None,
         })
     }
 
@@ -428,4 +479,118 @@ impl Client {
     pub async fn node_list(&self) -> Result<Vec<NodeInfo>, ClientError> {
         Ok(self.shared.store.node_list().await?)
     }
+
+    /// Creates or replaces a schedule. The template must exist and the
+    /// context satisfy its schema; nothing is stored otherwise. Replacing a
+    /// schedule withdraws the job it had queued; its next firing follows the
+    /// new rule.
+    pub async fn schedule_put(&self, spec: ScheduleSpec) -> Result<Schedule, ClientError> {
+        check_name("schedule name", &spec.name)?;
+        let template = self.template_get(&spec.template).await?;
+        self.schema_of(&template).await?.validate(&spec.context)?;
+        let (cron, interval_ms, timezone) = match &spec.rule {
+            Rule::Cron(c) => (Some(c.text().to_string()), None, c.zone().map(String::from)),
+            Rule::Every(d) => (None, Some(d.as_millis() as i64), None),
+        };
+        let stored = StoredSchedule {
+            name: spec.name.clone(),
+            template: spec.template.clone(),
+            context: spec.context.to_string(),
+            cron,
+            interval_ms,
+            timezone,
+            catch_up: spec.catch_up.as_str().to_string(),
+            paused: false,
+            last_firing: None,
+            current_job: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        // Unchanged (a node re-reading its config file): keep it as it is.
+        if let Some(existing) = self.shared.store.schedule_get(&spec.name).await?
+            && (&existing.template, &existing.cron, existing.interval_ms, &existing.timezone, &existing.catch_up)
+                == (&stored.template, &stored.cron, stored.interval_ms, &stored.timezone, &stored.catch_up)
+            && serde_json::from_str::<Value>(&existing.context).ok().as_ref() == Some(&spec.context)
+        {
+            return self.show_schedule(existing).await;
+        }
+        let stored = self.shared.store.schedule_put(&stored, self.shared.clock.now()).await?;
+        self.trigger();
+        self.show_schedule(stored).await
+    }
+
+    /// A schedule by name.
+    pub async fn schedule_get(&self, name: &str) -> Result<Schedule, ClientError> {
+        match self.shared.store.schedule_get(name).await? {
+            Some(stored) => self.show_schedule(stored).await,
+            None => Err(ClientError::UnknownSchedule(name.to_string())),
+        }
+    }
+
+    /// Every schedule.
+    pub async fn schedule_list(&self) -> Result<Vec<Schedule>, ClientError> {
+        let mut out = Vec::new();
+        for stored in self.shared.store.schedule_list().await? {
+            out.push(self.show_schedule(stored).await?);
+        }
+        Ok(out)
+    }
+
+    /// Deletes a schedule (its queued job is withdrawn; a running one finishes).
+    pub async fn schedule_delete(&self, name: &str) -> Result<(), ClientError> {
+        if self.shared.store.schedule_delete(name).await? { Ok(()) } else { Err(ClientError::UnknownSchedule(name.to_string())) }
+    }
+
+    /// Pauses a schedule: its queued job is withdrawn and it fires no more
+    /// until resumed.
+    pub async fn schedule_pause(&self, name: &str) -> Result<Schedule, ClientError> {
+        self.set_paused(name, true).await
+    }
+
+    /// Resumes a paused schedule: its next firing is counted from now.
+    pub async fn schedule_resume(&self, name: &str) -> Result<Schedule, ClientError> {
+        self.set_paused(name, false).await
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<Schedule, ClientError> {
+        if !self.shared.store.schedule_pause(name, paused, self.shared.clock.now()).await? {
+            return Err(ClientError::UnknownSchedule(name.to_string()));
+        }
+        self.trigger();
+        self.schedule_get(name).await
+    }
+
+    async fn show_schedule(&self, stored: StoredSchedule) -> Result<Schedule, ClientError> {
+        let rule = stored_rule(&stored)?;
+        let catch_up = CatchUp::parse(&stored.catch_up).unwrap_or_default();
+        let pending = match stored.current_job {
+            Some(id) => self.shared.store.job_get(id).await?,
+            None => None,
+        };
+        let next_firing = match (&pending, stored.paused) {
+            (_, true) => None,
+            (Some(job), false) if job.state == crate::store::JobState::Available => Some(job.run_at),
+            (Some(_), false) => None,
+            (None, false) => crate::schedule::next_firing(&rule, None, catch_up, self.shared.clock.now()),
+        };
+        Ok(Schedule {
+            name: stored.name,
+            template: stored.template,
+            context: serde_json::from_str(&stored.context).unwrap_or(Value::Null),
+            cron: stored.cron,
+            every: stored.interval_ms.map(|ms| crate::units::format_duration(Duration::from_millis(ms as u64))),
+            timezone: stored.timezone,
+            catch_up,
+            paused: stored.paused,
+            last_firing: stored.last_firing,
+            next_firing,
+            current_job: pending.map(|j| j.id),
+        })
+    }
+}
+
+/// The rule of a stored schedule.
+pub(crate) fn stored_rule(stored: &StoredSchedule) -> Result<Rule, ClientError> {
+    let every = stored.interval_ms.map(|ms| Duration::from_millis(ms as u64));
+    Ok(Rule::from_parts(stored.cron.as_deref(), every, stored.timezone.as_deref())?)
 }

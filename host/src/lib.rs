@@ -46,10 +46,11 @@ pub mod events;
 pub mod examples;
 pub mod queue;
 pub mod runtime;
+pub mod schedule;
 pub mod schema;
 pub mod store;
 pub mod units;
 
-pub use client::{Client, ClientError, ClientOptions, Enqueue};
+pub use client::{Client, ClientError, ClientOptions, Enqueue, Schedule, ScheduleSpec};
 pub use engine::{Node, NodeConfig};
 pub use events::Event;

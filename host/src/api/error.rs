@@ -75,6 +75,8 @@ fn classify(e: &ClientError) -> (StatusCode, &'static str, Value) {
         ClientError::UnknownTemplate(_) | ClientError::Store(StoreError::UnknownTemplate(_)) => {
             (StatusCode::NOT_FOUND, "unknown_template", Value::Null)
         }
+        ClientError::Schedule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_schedule", Value::Null),
+        ClientError::UnknownSchedule(_) => (StatusCode::NOT_FOUND, "unknown_schedule", Value::Null),
         ClientError::UnknownComponent(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_component", Value::Null),
         ClientError::Invalid { field, .. } => (StatusCode::BAD_REQUEST, "invalid", json!({"field": field})),
         ClientError::Batch { index, source } => {

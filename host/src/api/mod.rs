@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 pub use error::ApiError;
 pub use openapi::document as openapi_document;
 
-use crate::client::{Client, Enqueue};
+use crate::client::{Client, Enqueue, ScheduleSpec};
+use crate::schedule::{CatchUp, Rule};
 use crate::engine::NodeHandle;
 use crate::runtime::Digest;
 use crate::store::{Inserted, JobFilter, JobState, RunFilter, TemplateDefaults};
@@ -51,6 +52,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/cancel", post(job_cancel))
         .route("/v1/runs", get(run_list))
         .route("/v1/runs/{id}", get(run_get))
+        .route("/v1/schedules", get(schedule_list))
+        .route("/v1/schedules/{name}", get(schedule_get).put(schedule_put).delete(schedule_delete))
+        .route("/v1/schedules/{name}/pause", post(schedule_pause))
+        .route("/v1/schedules/{name}/resume", post(schedule_resume))
         .route("/v1/stats", get(stats))
         .route("/v1/nodes", get(nodes))
         .route("/v1/engine/run", post(engine_run))
@@ -323,4 +328,49 @@ async fn nodes(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
 async fn engine_run(State(state): State<ApiState>) -> impl IntoResponse {
     state.client.trigger();
     (StatusCode::ACCEPTED, Json(json!({"triggered": true})))
+}
+
+/// The body of `PUT /v1/schedules/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleBody {
+    template: String,
+    #[serde(default = "empty_object")]
+    context: Value,
+    /// Six fields: second minute hour day-of-month month day-of-week.
+    cron: Option<String>,
+    /// A duration: `5m`.
+    every: Option<String>,
+    timezone: Option<String>,
+    #[serde(default)]
+    catch_up: CatchUp,
+}
+
+async fn schedule_put(State(state): State<ApiState>, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let body: ScheduleBody = parse(&body)?;
+    let every = duration("every", &body.every)?;
+    let rule = Rule::from_parts(body.cron.as_deref(), every, body.timezone.as_deref()).map_err(crate::client::ClientError::from)?;
+    let spec = ScheduleSpec { name, template: body.template, context: body.context, rule, catch_up: body.catch_up };
+    Ok(Json(serde_json::to_value(state.client.schedule_put(spec).await?).expect("schedules serialise")))
+}
+
+async fn schedule_list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"schedules": state.client.schedule_list().await?})))
+}
+
+async fn schedule_get(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(serde_json::to_value(state.client.schedule_get(&name).await?).expect("schedules serialise")))
+}
+
+async fn schedule_delete(State(state): State<ApiState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.client.schedule_delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn schedule_pause(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(serde_json::to_value(state.client.schedule_pause(&name).await?).expect("schedules serialise")))
+}
+
+async fn schedule_resume(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(serde_json::to_value(state.client.schedule_resume(&name).await?).expect("schedules serialise")))
 }

@@ -69,6 +69,18 @@ pub fn document() -> Value {
             "/v1/runs": {"get": with(op("List runs, newest first", "200", &["401"]), "parameters",
                 query_params(&[("job_id", "integer"), ("template", "string"), ("limit", "integer")]))},
             "/v1/runs/{id}": {"parameters": path_param("id", "integer"), "get": op("Show a run with its output and logs", "200", &["401", "404"])},
+            "/v1/schedules": {"get": op("List schedules with their next firing", "200", &["401"])},
+            "/v1/schedules/{name}": {
+                "parameters": path_param("name", "string"),
+                "get": op("Show a schedule", "200", &["401", "404"]),
+                "put": with(op("Create or replace a schedule (cron with seconds, or an interval)", "200", &["400", "401", "404", "422"]),
+                    "requestBody", json_body("ScheduleBody")),
+                "delete": op("Delete a schedule", "204", &["401", "404"])
+            },
+            "/v1/schedules/{name}/pause": {"parameters": path_param("name", "string"),
+                "post": op("Pause a schedule (its queued job is withdrawn)", "200", &["401", "404"])},
+            "/v1/schedules/{name}/resume": {"parameters": path_param("name", "string"),
+                "post": op("Resume a schedule; its next firing counts from now", "200", &["401", "404"])},
             "/v1/stats": {"get": op("Per-template counts, run duration p50/p95 and queue depth", "200", &["401"])},
             "/v1/nodes": {"get": op("Nodes working this database", "200", &["401"])},
             "/v1/engine/run": {"post": op("Wake this server's node now (the engine trigger)", "202", &["401"])}
@@ -87,6 +99,11 @@ pub fn document() -> Value {
                     "timeout": {"type": "string", "examples": ["30s"]}, "memory": {"type": "string", "examples": ["64MiB"]},
                     "backoff_base": {"type": "string", "examples": ["1s"]}, "backoff_max": {"type": "string", "examples": ["1h"]},
                     "config": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                "ScheduleBody": {"type": "object", "required": ["template"], "additionalProperties": false, "properties": {
+                    "template": {"type": "string"}, "context": {},
+                    "cron": {"type": "string", "description": "second minute hour day-of-month month day-of-week", "examples": ["0 30 8 * * MON-FRI"]},
+                    "every": {"type": "string", "examples": ["5m"]}, "timezone": {"type": "string", "examples": ["Europe/Paris"]},
+                    "catch_up": {"enum": ["one", "skip"]}}},
                 "EnqueueBody": {"type": "object", "required": ["template"], "additionalProperties": false, "properties": {
                     "template": {"type": "string"}, "context": {}, "priority": {"type": "integer"}, "queue": {"type": "string"},
                     "run_at": {"type": "string", "format": "date-time"}, "delay": {"type": "string", "examples": ["30s"]},

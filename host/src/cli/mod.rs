@@ -3,6 +3,7 @@
 mod demo;
 mod jobs;
 mod run;
+mod schedule;
 mod serve;
 mod settings;
 mod template;
@@ -37,6 +38,9 @@ enum Command {
     Jobs(jobs::JobsCommand),
     /// Cancel a job.
     Cancel(jobs::CancelArgs),
+    /// Schedules: templates enqueued by cron rule or interval.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
     /// Look at runs: the history of every attempt.
     #[command(subcommand)]
     Runs(jobs::RunsCommand),
@@ -73,6 +77,7 @@ pub fn main() -> ExitCode {
             Command::Jobs(command) => jobs::jobs(command).await,
             Command::Cancel(args) => jobs::cancel(args).await,
             Command::Runs(command) => jobs::runs(command).await,
+            Command::Schedule(command) => schedule::run(command).await,
             Command::Stats(args) => jobs::stats(args).await,
             Command::Nodes(args) => jobs::nodes(args).await,
             Command::Migrate(args) => jobs::migrate(args).await,

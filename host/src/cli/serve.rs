@@ -100,7 +100,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
              Set --token (or ELIHU_TOKEN), or listen on 127.0.0.1"
         );
     }
+    // Every schedule in the config file is checked before anything starts.
+    let mut schedules = Vec::new();
+    for (name, entry) in &file.schedules {
+        schedules.push(entry.spec(name).with_context(|| format!("schedule `{name}` in the config file"))?);
+    }
     let client = open_with(&args.db, &file, runtime).await?;
+    for spec in schedules {
+        let name = spec.name.clone();
+        client.schedule_put(spec).await.with_context(|| format!("schedule `{name}` in the config file"))?;
+    }
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     let node = Node::start(client.clone(), node_config).await?;
     let state = ApiState { client: client.clone(), node: Some(node.handle()), token };

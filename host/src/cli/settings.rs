@@ -40,6 +40,37 @@ pub struct FileSettings {
     pub cache_dir: Option<PathBuf>,
     #[serde(default)]
     pub queues: BTreeMap<String, u32>,
+    /// `[schedules.NAME]` tables: created or replaced when `serve` starts.
+    #[serde(default)]
+    pub schedules: BTreeMap<String, FileSchedule>,
+}
+
+/// A schedule in the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSchedule {
+    pub template: String,
+    pub cron: Option<String>,
+    pub every: Option<String>,
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub catch_up: elihu::schedule::CatchUp,
+    /// The context, as a TOML table.
+    #[serde(default)]
+    pub context: Option<toml::Table>,
+}
+
+impl FileSchedule {
+    /// The schedule this entry describes, checked.
+    pub fn spec(&self, name: &str) -> anyhow::Result<elihu::ScheduleSpec> {
+        let every = file_duration("every", &self.every)?;
+        let rule = elihu::schedule::Rule::from_parts(self.cron.as_deref(), every, self.timezone.as_deref())?;
+        let context = match &self.context {
+            Some(table) => serde_json::to_value(table)?,
+            None => serde_json::json!({}),
+        };
+        Ok(elihu::ScheduleSpec { name: name.to_string(), template: self.template.clone(), context, rule, catch_up: self.catch_up })
+    }
 }
 
 impl DbArgs {

@@ -453,6 +453,9 @@ async fn maintenance_loop(state: Arc<NodeState>, mut phase: watch::Receiver<Phas
                 if let Err(e) = maintenance::expire_dead_runs(&client, now).await {
                     tracing::warn!(error = %e, "expiring dead runs failed");
                 }
+                if let Err(e) = maintenance::fire_schedules(&client, now).await {
+                    tracing::warn!(error = %e, "firing schedules failed");
+                }
                 if let Some(keep) = state.config.prune_after
                     && last_prune.is_none_or(|at| now - at >= 60_000)
                 {

@@ -138,6 +138,8 @@ pub struct NewJob {
     pub memory_bytes: u64,
     /// At most one queued or running job per key.
     pub unique_key: Option<String>,
+    /// Not claimed after this time (a skipped missed firing).
+    pub discard_after: Option<Millis>,
 }
 
 /// What inserting a job did.
@@ -186,6 +188,8 @@ pub struct Job {
     pub memory_bytes: u64,
     /// Its unique key.
     pub unique_key: Option<String>,
+    /// Not claimed after this time.
+    pub discard_after: Option<Millis>,
     /// The checkpoint the latest attempt saved.
     pub checkpoint: Option<String>,
     /// The run in flight, if running.
@@ -260,6 +264,8 @@ pub struct Run {
     pub finished_at: Option<Millis>,
     /// When it counts as abandoned unless its node heartbeats.
     pub expires_at: Millis,
+    /// Its job's unique key (a scheduled job's names the firing).
+    pub unique_key: Option<String>,
 }
 
 /// How a run ended, to be recorded.
@@ -377,6 +383,35 @@ pub struct TemplateStats {
     pub duration_p95_ms: Option<i64>,
 }
 
+/// A schedule as stored (see `crate::schedule` for its meaning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSchedule {
+    /// Its name.
+    pub name: String,
+    /// The template it enqueues.
+    pub template: String,
+    /// The context of every job it enqueues (JSON text).
+    pub context: String,
+    /// Its cron rule, six fields.
+    pub cron: Option<String>,
+    /// Or its interval, in milliseconds.
+    pub interval_ms: Option<i64>,
+    /// The IANA time zone of its cron rule.
+    pub timezone: Option<String>,
+    /// `one` or `skip`: what to do about missed firings.
+    pub catch_up: String,
+    /// Paused schedules do not fire.
+    pub paused: bool,
+    /// The firing time of the job it last enqueued.
+    pub last_firing: Option<Millis>,
+    /// That job, while it is queued or running.
+    pub current_job: Option<i64>,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it was last changed.
+    pub updated_at: Millis,
+}
+
 /// The durable state of elihu. Every method is one transaction.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -465,6 +500,33 @@ pub trait Store: Send + Sync + 'static {
 
     /// Per-template figures.
     async fn stats(&self) -> Result<Vec<TemplateStats>, StoreError>;
+
+    /// Creates or replaces a schedule (its name, template, context, rule and
+    /// catch-up). Replacing one withdraws the job it had queued, so the next
+    /// firing follows the new rule; `paused`, `last_firing` are kept.
+    async fn schedule_put(&self, schedule: &StoredSchedule, now: Millis) -> Result<StoredSchedule, StoreError>;
+    /// A schedule by name.
+    async fn schedule_get(&self, name: &str) -> Result<Option<StoredSchedule>, StoreError>;
+    /// Every schedule, by name.
+    async fn schedule_list(&self) -> Result<Vec<StoredSchedule>, StoreError>;
+    /// Deletes a schedule and withdraws its queued (not running) job.
+    async fn schedule_delete(&self, name: &str) -> Result<bool, StoreError>;
+    /// Pauses (withdrawing its queued job) or resumes a schedule.
+    async fn schedule_pause(&self, name: &str, paused: bool, now: Millis) -> Result<bool, StoreError>;
+    /// Withdraws a schedule's queued job `job_id` if it is still waiting (a
+    /// missed firing under `catch_up = skip`); false if it already runs.
+    async fn schedule_skip(&self, name: &str, job_id: i64) -> Result<bool, StoreError>;
+    /// Enqueues the job of a firing, only if the schedule's last firing is
+    /// still `expected` (so two leaders cannot both fire it), recording the
+    /// firing and the job. `None` when another node fired first.
+    async fn schedule_fire(
+        &self,
+        name: &str,
+        expected: Option<Millis>,
+        firing: Millis,
+        job: &NewJob,
+        now: Millis,
+    ) -> Result<Option<Inserted>, StoreError>;
 
     /// Notices pushed by the database (enqueues and cancels made by any
     /// process), for a node to react at once instead of at its next poll.

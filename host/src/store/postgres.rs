@@ -76,13 +76,52 @@ fn claim_sql(picked: &str) -> String {
              FROM picked WHERE j.id = picked.id
              RETURNING j.*),
          opened AS (
-             INSERT INTO runs (id, job_id, template, attempt, max_attempts, node_id, digest, status, started_at, expires_at)
-             SELECT c.current_run, c.id, c.template, c.attempt, c.max_attempts, $1, t.digest, 'running', $3, $5
+             INSERT INTO runs (id, job_id, template, attempt, max_attempts, node_id, digest, status, started_at, expires_at, unique_key)
+             SELECT c.current_run, c.id, c.template, c.attempt, c.max_attempts, $1, t.digest, 'running', $3, $5, c.unique_key
              FROM claimed c JOIN templates t ON t.name = c.template)
          SELECT c.*, t.digest AS template_digest, t.config AS template_config
          FROM claimed c JOIN templates t ON t.name = c.template
          ORDER BY c.priority, c.run_at, c.id"
     )
+}
+
+/// Inserts one job, or finds the queued or running job holding its unique key.
+async fn insert_job(tx: &mut Transaction<'static, Postgres>, job: &NewJob, now: Millis) -> Result<Inserted, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO jobs (template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes, unique_key, created_at, discard_after)
+         VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (unique_key) DO NOTHING RETURNING id",
+    )
+    .bind(&job.template)
+    .bind(&job.context)
+    .bind(&job.queue)
+    .bind(job.priority)
+    .bind(job.run_at)
+    .bind(job.max_attempts as i64)
+    .bind(job.timeout_ms as i64)
+    .bind(job.memory_bytes as i64)
+    .bind(&job.unique_key)
+    .bind(now)
+    .bind(job.discard_after)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some(row) => Inserted::New(row.try_get("id")?),
+        None => {
+            let row = sqlx::query("SELECT id FROM jobs WHERE unique_key = $1").bind(&job.unique_key).fetch_one(&mut **tx).await?;
+            Inserted::Existing(row.try_get("id")?)
+        }
+    })
+}
+
+/// Removes a schedule's queued (not yet running) job and forgets it.
+async fn withdraw_queued_job(tx: &mut Transaction<'static, Postgres>, schedule: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM jobs WHERE state = 'available' AND id = (SELECT current_job FROM schedules WHERE name = $1)")
+        .bind(schedule)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE schedules SET current_job = NULL WHERE name = $1").bind(schedule).execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Records one run's end inside a transaction (see `Store::run_finish`).
@@ -239,35 +278,11 @@ impl Store for PostgresStore {
         let mut out = Vec::with_capacity(jobs.len());
         let mut due_queues = BTreeSet::new();
         for job in jobs {
-            let row = sqlx::query(
-                "INSERT INTO jobs (template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes, unique_key, created_at)
-                 VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10)
-                 ON CONFLICT (unique_key) DO NOTHING RETURNING id",
-            )
-            .bind(&job.template)
-            .bind(&job.context)
-            .bind(&job.queue)
-            .bind(job.priority)
-            .bind(job.run_at)
-            .bind(job.max_attempts as i64)
-            .bind(job.timeout_ms as i64)
-            .bind(job.memory_bytes as i64)
-            .bind(&job.unique_key)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match row {
-                Some(row) => {
-                    out.push(Inserted::New(row.try_get("id")?));
-                    if job.run_at <= now {
-                        due_queues.insert(job.queue.as_str());
-                    }
-                }
-                None => {
-                    let row = sqlx::query("SELECT id FROM jobs WHERE unique_key = $1").bind(&job.unique_key).fetch_one(&mut *tx).await?;
-                    out.push(Inserted::Existing(row.try_get("id")?));
-                }
+            let inserted = insert_job(&mut tx, job, now).await?;
+            if matches!(inserted, Inserted::New(_)) && job.run_at <= now {
+                due_queues.insert(job.queue.as_str());
             }
+            out.push(inserted);
         }
         // Delivered at commit, to every listening node.
         for queue in due_queues {
@@ -308,6 +323,7 @@ impl Store for PostgresStore {
         let sql = claim_sql(
             "SELECT j.id FROM jobs j
              WHERE j.queue = $2 AND j.state = 'available' AND j.run_at <= $3
+               AND (j.discard_after IS NULL OR j.discard_after >= $3)
                AND EXISTS (SELECT 1 FROM templates t WHERE t.name = j.template)
              ORDER BY j.priority, j.run_at, j.id LIMIT $4",
         );
@@ -484,6 +500,110 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
+    }
+
+    async fn schedule_put(&self, schedule: &StoredSchedule, now: Millis) -> Result<StoredSchedule, StoreError> {
+        let mut tx = self.begin().await?;
+        withdraw_queued_job(&mut tx, &schedule.name).await?;
+        sqlx::query(
+            "INSERT INTO schedules (name, template, context, cron, interval_ms, timezone, catch_up, paused, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+             ON CONFLICT (name) DO UPDATE SET template = EXCLUDED.template, context = EXCLUDED.context,
+                 cron = EXCLUDED.cron, interval_ms = EXCLUDED.interval_ms, timezone = EXCLUDED.timezone,
+                 catch_up = EXCLUDED.catch_up, current_job = NULL, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&schedule.name)
+        .bind(&schedule.template)
+        .bind(&schedule.context)
+        .bind(&schedule.cron)
+        .bind(schedule.interval_ms)
+        .bind(&schedule.timezone)
+        .bind(&schedule.catch_up)
+        .bind(schedule.paused)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT * FROM schedules WHERE name = $1").bind(&schedule.name).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        schedule_from(&row)
+    }
+
+    async fn schedule_get(&self, name: &str) -> Result<Option<StoredSchedule>, StoreError> {
+        let row = sqlx::query("SELECT * FROM schedules WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(schedule_from).transpose()
+    }
+
+    async fn schedule_list(&self) -> Result<Vec<StoredSchedule>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM schedules ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(schedule_from).collect()
+    }
+
+    async fn schedule_delete(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        withdraw_queued_job(&mut tx, name).await?;
+        let deleted = sqlx::query("DELETE FROM schedules WHERE name = $1").bind(name).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn schedule_pause(&self, name: &str, paused: bool, now: Millis) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        if paused {
+            withdraw_queued_job(&mut tx, name).await?;
+        }
+        let changed = sqlx::query("UPDATE schedules SET paused = $1, updated_at = $2 WHERE name = $3")
+            .bind(paused)
+            .bind(now)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(changed > 0)
+    }
+
+    async fn schedule_skip(&self, name: &str, job_id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let removed = sqlx::query("DELETE FROM jobs WHERE id = $1 AND state = 'available'")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if removed > 0 {
+            sqlx::query("UPDATE schedules SET current_job = NULL WHERE name = $1 AND current_job = $2")
+                .bind(name)
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(removed > 0)
+    }
+
+    async fn schedule_fire(
+        &self,
+        name: &str,
+        expected: Option<Millis>,
+        firing: Millis,
+        job: &NewJob,
+        now: Millis,
+    ) -> Result<Option<Inserted>, StoreError> {
+        let mut tx = self.begin().await?;
+        let claimed = sqlx::query("UPDATE schedules SET last_firing = $1 WHERE name = $2 AND NOT paused AND last_firing IS NOT DISTINCT FROM $3")
+            .bind(firing)
+            .bind(name)
+            .bind(expected)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if claimed == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let inserted = insert_job(&mut tx, job, now).await?;
+        sqlx::query("UPDATE schedules SET current_job = $1 WHERE name = $2").bind(inserted.id()).bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(inserted))
     }
 
     async fn stats(&self) -> Result<Vec<TemplateStats>, StoreError> {

@@ -68,6 +68,7 @@ where
         timeout_ms: row.try_get::<i64, _>("timeout_ms")? as u64,
         memory_bytes: row.try_get::<i64, _>("memory_bytes")? as u64,
         unique_key: row.try_get("unique_key")?,
+        discard_after: row.try_get("discard_after")?,
         checkpoint: row.try_get("checkpoint")?,
         current_run: row.try_get("current_run")?,
         node_id: row.try_get("node_id")?,
@@ -140,6 +141,7 @@ where
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         expires_at: row.try_get("expires_at")?,
+        unique_key: row.try_get("unique_key")?,
     })
 }
 
@@ -173,3 +175,27 @@ pub(crate) fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
 }
 
 
+
+pub(crate) fn schedule_from<'r, R>(row: &'r R) -> Result<StoredSchedule, StoreError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(StoredSchedule {
+        name: row.try_get("name")?,
+        template: row.try_get("template")?,
+        context: row.try_get("context")?,
+        cron: row.try_get("cron")?,
+        interval_ms: row.try_get("interval_ms")?,
+        timezone: row.try_get("timezone")?,
+        catch_up: row.try_get("catch_up")?,
+        paused: row.try_get("paused")?,
+        last_firing: row.try_get("last_firing")?,
+        current_job: row.try_get("current_job")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

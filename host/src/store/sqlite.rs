@@ -103,8 +103,8 @@ async fn open_runs(
                 continue;
             };
             let run_id: i64 = sqlx::query(
-                "INSERT INTO runs (job_id, template, attempt, max_attempts, node_id, digest, status, started_at, expires_at)
-                 VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?) RETURNING id",
+                "INSERT INTO runs (job_id, template, attempt, max_attempts, node_id, digest, status, started_at, expires_at, unique_key)
+                 VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?) RETURNING id",
             )
             .bind(job.id)
             .bind(&job.template)
@@ -114,6 +114,7 @@ async fn open_runs(
             .bind(digest.as_str())
             .bind(now)
             .bind(expires_at)
+            .bind(&job.unique_key)
             .fetch_one(&mut **tx)
             .await?
             .try_get("id")?;
@@ -122,6 +123,45 @@ async fn open_runs(
             claimed.push(Claimed { run_id, job, digest, config });
         }
     Ok(claimed)
+}
+
+/// Inserts one job, or finds the queued or running job holding its unique key.
+async fn insert_job(tx: &mut Transaction<'static, Sqlite>, job: &NewJob, now: Millis) -> Result<Inserted, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO jobs (template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes, unique_key, created_at, discard_after)
+         VALUES (?, ?, ?, ?, ?, 'available', ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (unique_key) DO NOTHING RETURNING id",
+    )
+    .bind(&job.template)
+    .bind(&job.context)
+    .bind(&job.queue)
+    .bind(job.priority)
+    .bind(job.run_at)
+    .bind(job.max_attempts as i64)
+    .bind(job.timeout_ms as i64)
+    .bind(job.memory_bytes as i64)
+    .bind(&job.unique_key)
+    .bind(now)
+    .bind(job.discard_after)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some(row) => Inserted::New(row.try_get("id")?),
+        None => {
+            let row = sqlx::query("SELECT id FROM jobs WHERE unique_key = ?").bind(&job.unique_key).fetch_one(&mut **tx).await?;
+            Inserted::Existing(row.try_get("id")?)
+        }
+    })
+}
+
+/// Removes a schedule's queued (not yet running) job and forgets it.
+async fn withdraw_queued_job(tx: &mut Transaction<'static, Sqlite>, schedule: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM jobs WHERE state = 'available' AND id = (SELECT current_job FROM schedules WHERE name = ?)")
+        .bind(schedule)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE schedules SET current_job = NULL WHERE name = ?").bind(schedule).execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Records one run's end inside a transaction (see `Store::run_finish`).
@@ -265,30 +305,7 @@ impl Store for SqliteStore {
         let mut tx = self.write().await?;
         let mut out = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let row = sqlx::query(
-                "INSERT INTO jobs (template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes, unique_key, created_at)
-                 VALUES (?, ?, ?, ?, ?, 'available', ?, ?, ?, ?, ?)
-                 ON CONFLICT (unique_key) DO NOTHING RETURNING id",
-            )
-            .bind(&job.template)
-            .bind(&job.context)
-            .bind(&job.queue)
-            .bind(job.priority)
-            .bind(job.run_at)
-            .bind(job.max_attempts as i64)
-            .bind(job.timeout_ms as i64)
-            .bind(job.memory_bytes as i64)
-            .bind(&job.unique_key)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match row {
-                Some(row) => out.push(Inserted::New(row.try_get("id")?)),
-                None => {
-                    let row = sqlx::query("SELECT id FROM jobs WHERE unique_key = ?").bind(&job.unique_key).fetch_one(&mut *tx).await?;
-                    out.push(Inserted::Existing(row.try_get("id")?));
-                }
-            }
+            out.push(insert_job(&mut tx, job, now).await?);
         }
         tx.commit().await?;
         Ok(out)
@@ -325,6 +342,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = ?1
              WHERE id IN (SELECT id FROM jobs WHERE queue = ?2 AND state = 'available' AND run_at <= ?3
+                          AND (discard_after IS NULL OR discard_after >= ?3)
                           ORDER BY priority, run_at, id LIMIT ?4)
              RETURNING *",
         )
@@ -499,6 +517,110 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(row.is_some())
+    }
+
+    async fn schedule_put(&self, schedule: &StoredSchedule, now: Millis) -> Result<StoredSchedule, StoreError> {
+        let mut tx = self.write().await?;
+        withdraw_queued_job(&mut tx, &schedule.name).await?;
+        sqlx::query(
+            "INSERT INTO schedules (name, template, context, cron, interval_ms, timezone, catch_up, paused, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+             ON CONFLICT (name) DO UPDATE SET template = excluded.template, context = excluded.context,
+                 cron = excluded.cron, interval_ms = excluded.interval_ms, timezone = excluded.timezone,
+                 catch_up = excluded.catch_up, current_job = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(&schedule.name)
+        .bind(&schedule.template)
+        .bind(&schedule.context)
+        .bind(&schedule.cron)
+        .bind(schedule.interval_ms)
+        .bind(&schedule.timezone)
+        .bind(&schedule.catch_up)
+        .bind(schedule.paused)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT * FROM schedules WHERE name = ?").bind(&schedule.name).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        schedule_from(&row)
+    }
+
+    async fn schedule_get(&self, name: &str) -> Result<Option<StoredSchedule>, StoreError> {
+        let row = sqlx::query("SELECT * FROM schedules WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(schedule_from).transpose()
+    }
+
+    async fn schedule_list(&self) -> Result<Vec<StoredSchedule>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM schedules ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(schedule_from).collect()
+    }
+
+    async fn schedule_delete(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        withdraw_queued_job(&mut tx, name).await?;
+        let deleted = sqlx::query("DELETE FROM schedules WHERE name = ?").bind(name).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn schedule_pause(&self, name: &str, paused: bool, now: Millis) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        if paused {
+            withdraw_queued_job(&mut tx, name).await?;
+        }
+        let changed = sqlx::query("UPDATE schedules SET paused = ?, updated_at = ? WHERE name = ?")
+            .bind(paused)
+            .bind(now)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(changed > 0)
+    }
+
+    async fn schedule_skip(&self, name: &str, job_id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let removed = sqlx::query("DELETE FROM jobs WHERE id = ? AND state = 'available'")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if removed > 0 {
+            sqlx::query("UPDATE schedules SET current_job = NULL WHERE name = ? AND current_job = ?")
+                .bind(name)
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(removed > 0)
+    }
+
+    async fn schedule_fire(
+        &self,
+        name: &str,
+        expected: Option<Millis>,
+        firing: Millis,
+        job: &NewJob,
+        now: Millis,
+    ) -> Result<Option<Inserted>, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed = sqlx::query("UPDATE schedules SET last_firing = ? WHERE name = ? AND NOT paused AND last_firing IS ?")
+            .bind(firing)
+            .bind(name)
+            .bind(expected)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if claimed == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let inserted = insert_job(&mut tx, job, now).await?;
+        sqlx::query("UPDATE schedules SET current_job = ? WHERE name = ?").bind(inserted.id()).bind(name).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(inserted))
     }
 
     async fn stats(&self) -> Result<Vec<TemplateStats>, StoreError> {
