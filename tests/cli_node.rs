@@ -195,3 +195,22 @@ async fn the_demo_works_the_example_jobs_on_sqlite() {
     assert_eq!(stdout.lines().filter(|l| l.contains("succeeded")).count(), 4, "{stdout}");
     assert!(stdout.contains("resumed_from\":2"), "{stdout}");
 }
+
+/// `elihu bench` works its jobs in both modes and touches only its own data.
+#[tokio::test]
+async fn bench_measures_with_its_own_data_only() {
+    let db = TestDb::new();
+    cli_push(&db, "hello", &[]);
+    ok(&elihu(&db, &["enqueue", "hello", "--context", r#"{"name": "keep me"}"#, "--in", "1h"]));
+    let out = elihu(&db, &["bench", "-n", "300", "--batch-size", "100", "--concurrency", "8"]);
+    let stdout = ok(&out);
+    assert!(stdout.starts_with("burn-down: 300 no-op wasm jobs in "), "{stdout}");
+    assert!(text(&out.stderr).contains("removed its own earlier data (0 jobs, 0 runs of template elihu-bench-noop)"));
+    let out = elihu(&db, &["bench", "--duration", "1s", "--rate", "50", "--concurrency", "4"]);
+    let stdout = ok(&out);
+    assert!(stdout.starts_with("continuous: ") && stdout.contains("enqueue-to-start p50"), "{stdout}");
+    assert!(text(&out.stderr).contains("(0 jobs, 300 runs of template elihu-bench-noop)"), "{}", text(&out.stderr));
+    let client = db.client().await;
+    let jobs = client.job_list(&JobFilter::default()).await.unwrap();
+    assert_eq!(jobs.iter().map(|j| j.template.as_str()).collect::<Vec<_>>(), ["hello"], "other jobs are untouched");
+}

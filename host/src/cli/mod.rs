@@ -1,5 +1,6 @@
 //! `elihu` subcommands: argument parsing and dispatch; each command lives in its own module.
 
+mod bench;
 mod demo;
 mod jobs;
 mod run;
@@ -48,6 +49,8 @@ enum Command {
     Stats(jobs::DbOnly),
     /// Nodes working the database.
     Nodes(jobs::DbOnly),
+    /// Measure throughput and latency with no-op wasm jobs (its own data only).
+    Bench(bench::BenchArgs),
     /// Create or update the database's tables.
     Migrate(jobs::DbOnly),
 }
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
             Command::Stats(args) => jobs::stats(args).await,
             Command::Nodes(args) => jobs::nodes(args).await,
             Command::Migrate(args) => jobs::migrate(args).await,
+            Command::Bench(args) => bench::bench(args).await,
         }
     });
     // Runs still blocked in host calls must not hold the process open.

@@ -108,8 +108,14 @@ async fn execute_in_span(
         *reason = Reason::Shutdown;
         *message = "the node shut down before the run finished; it will run again".into();
     }
-    let template_defaults = shared.store.template_get(&job.template).await.ok().flatten().map(|t| t.defaults);
-    let backoff = Backoff::of(template_defaults.as_ref().unwrap_or(&TemplateDefaults::default()));
+    // The template's backoff matters only when there is a retry to space out.
+    let backoff = match &ending {
+        Ending::Failed { .. } if job.attempt < job.max_attempts => {
+            let defaults = shared.store.template_get(&job.template).await.ok().flatten().map(|t| t.defaults);
+            Backoff::of(defaults.as_ref().unwrap_or(&TemplateDefaults::default()))
+        }
+        _ => Backoff::of(&TemplateDefaults::default()),
+    };
     let now = shared.clock.now();
     let next = queue::after_run(&ending, job.attempt, job.max_attempts, backoff, now);
     let end = RunEnd {

@@ -133,6 +133,9 @@ pub struct ShutdownReport {
     pub interrupted: u32,
 }
 
+/// How long a full queue waits after a slot frees before claiming again.
+const CLAIM_COOLDOWN: Duration = Duration::from_millis(2);
+
 fn default_node_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
     let host = if host.is_empty() { "node".to_string() } else { host };
@@ -354,7 +357,11 @@ async fn claim_loop(state: Arc<NodeState>, queue: String, limit: u32, mut phase:
         };
         tokio::select! {
             _ = &mut woken => {}
-            _ = &mut freed, if free == 0 => {}
+            _ = &mut freed, if free == 0 => {
+                // Let the runs finishing together free their slots, so the
+                // next claim takes a batch instead of one job per statement.
+                tokio::time::sleep(CLAIM_COOLDOWN).await;
+            }
             _ = tokio::time::sleep(pause) => {}
             _ = phase.changed() => {}
         }

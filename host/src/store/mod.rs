@@ -486,6 +486,9 @@ pub trait Store: Send + Sync + 'static {
     async fn run_list(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError>;
     /// Running runs whose expiry passed (their node stopped heartbeating).
     async fn run_expired(&self, now: Millis) -> Result<Vec<Run>, StoreError>;
+    /// Deletes every job and run of a template, whatever their state (for
+    /// `elihu bench`, which owns its template); returns (jobs, runs) deleted.
+    async fn template_purge(&self, name: &str) -> Result<(u64, u64), StoreError>;
     /// Deletes finished runs older than `before`; returns how many.
     async fn run_prune(&self, before: Millis) -> Result<u64, StoreError>;
 

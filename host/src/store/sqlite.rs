@@ -461,6 +461,14 @@ impl Store for SqliteStore {
         rows.iter().map(run_from).collect()
     }
 
+    async fn template_purge(&self, name: &str) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.write().await?;
+        let jobs = sqlx::query("DELETE FROM jobs WHERE template = ?").bind(name).execute(&mut *tx).await?.rows_affected();
+        let runs = sqlx::query("DELETE FROM runs WHERE template = ?").bind(name).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok((jobs, runs))
+    }
+
     async fn run_prune(&self, before: Millis) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM runs WHERE status = 'done' AND finished_at < ?").bind(before).execute(&self.pool).await?;
         Ok(done.rows_affected())
