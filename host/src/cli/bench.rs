@@ -42,7 +42,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5000)]
     batch_size: usize,
     /// Runs in flight at once on this node.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 1000)]
     concurrency: u32,
 }
 

@@ -333,8 +333,10 @@ async fn claim_loop(state: Arc<NodeState>, queue: String, limit: u32, mut phase:
         if free > 0 {
             let now = client.clock().now();
             let expires = now + state.config.run_ttl.as_millis() as i64;
+            let started = std::time::Instant::now();
             match client.store().job_claim(&state.id, &queue, free, now, expires).await {
                 Ok(claimed) => {
+                    tracing::debug!(claimed = claimed.len(), free, took_us = started.elapsed().as_micros() as u64, "claimed");
                     failures = 0;
                     full_batch = claimed.len() as u32 == free;
                     for c in claimed {

@@ -51,6 +51,7 @@ async fn write_loop(client: Client, mut rx: mpsc::UnboundedReceiver<Request>) {
             }
         }
         let ends: Vec<(RunEnd, JobNext)> = batch.iter().map(|(end, next, _)| (end.clone(), *next)).collect();
+        let started = std::time::Instant::now();
         let mut delay = Duration::from_millis(50);
         let applied = loop {
             match client.store().run_finish_many(&ends).await {
@@ -62,6 +63,7 @@ async fn write_loop(client: Client, mut rx: mpsc::UnboundedReceiver<Request>) {
                 }
             }
         };
+        tracing::debug!(runs = ends.len(), took_us = started.elapsed().as_micros() as u64, "recorded outcomes");
         for ((_, _, answer), applied) in batch.drain(..).zip(applied) {
             let _ = answer.send(applied);
         }

@@ -124,57 +124,30 @@ async fn withdraw_queued_job(tx: &mut Transaction<'static, Postgres>, schedule: 
     Ok(())
 }
 
-/// Records one run's end inside a transaction (see `Store::run_finish`).
-async fn finish_one(tx: &mut Transaction<'static, Postgres>, end: &RunEnd, next: JobNext) -> Result<bool, StoreError> {
-    let updated = sqlx::query(
-        "UPDATE runs SET status = 'done', result = $1, reason = $2, message = $3, output = $4, logs = $5,
-             progress_percent = $6, progress_message = $7, checkpoint = COALESCE($8, checkpoint), finished_at = $9
-         WHERE id = $10 AND job_id = $11 AND node_id = $12 AND status = 'running'",
-    )
-    .bind(result_str(end.result))
-    .bind(end.reason.map(|r| r.as_str()))
-    .bind(&end.message)
-    .bind(&end.output)
-    .bind(serde_json::to_string(&end.logs).expect("log lines serialise"))
-    .bind(end.progress.as_ref().map(|p| p.percent as i64))
-    .bind(end.progress.as_ref().map(|p| p.message.clone()))
-    .bind(&end.checkpoint)
-    .bind(end.finished_at)
-    .bind(end.run_id)
-    .bind(end.job_id)
-    .bind(&end.node_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        return Ok(false);
-    }
-    match next {
-        JobNext::Delete => {
-            sqlx::query("DELETE FROM jobs WHERE id = $1 AND current_run = $2").bind(end.job_id).bind(end.run_id).execute(&mut **tx).await?;
-        }
-        JobNext::Retry { at, refund } => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'available', run_at = $1, node_id = NULL, current_run = NULL,
-                     attempt = attempt - $2, checkpoint = COALESCE($3, checkpoint)
-                 WHERE id = $4 AND current_run = $5",
-            )
-            .bind(at)
-            .bind(refund as i64)
-            .bind(&end.checkpoint)
+/// Moves a retried job back to the queue once its run is closed, and
+/// wakes listening nodes when it is due at once.
+async fn move_on(tx: &mut Transaction<'static, Postgres>, end: &RunEnd, next: JobNext) -> Result<(), StoreError> {
+    if let JobNext::Retry { at, refund } = next {
+        sqlx::query(
+            "UPDATE jobs SET state = 'available', run_at = $1, node_id = NULL, current_run = NULL,
+                 attempt = attempt - $2, checkpoint = COALESCE($3, checkpoint)
+             WHERE id = $4 AND current_run = $5",
+        )
+        .bind(at)
+        .bind(refund as i64)
+        .bind(&end.checkpoint)
+        .bind(end.job_id)
+        .bind(end.run_id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, queue) FROM jobs WHERE id = $2 AND run_at <= $3")
+            .bind(JOBS_CHANNEL)
             .bind(end.job_id)
-            .bind(end.run_id)
+            .bind(end.finished_at)
             .execute(&mut **tx)
             .await?;
-            sqlx::query("SELECT pg_notify($1, queue) FROM jobs WHERE id = $2 AND run_at <= $3")
-                .bind(JOBS_CHANNEL)
-                .bind(end.job_id)
-                .bind(end.finished_at)
-                .execute(&mut **tx)
-                .await?;
-        }
     }
-    Ok(true)
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -384,10 +357,57 @@ impl Store for PostgresStore {
     }
 
     async fn run_finish_many(&self, ends: &[(RunEnd, JobNext)]) -> Result<Vec<bool>, StoreError> {
+        // The whole batch in three statements: close the runs still running
+        // on their node, delete the finished jobs, then move the retried ones.
+        let col = |f: &dyn Fn(&RunEnd) -> Option<String>| ends.iter().map(|(e, _)| f(e)).collect::<Vec<_>>();
         let mut tx = self.begin().await?;
-        let mut applied = Vec::with_capacity(ends.len());
-        for (end, next) in ends {
-            applied.push(finish_one(&mut tx, end, *next).await?);
+        let closed = sqlx::query(
+            "UPDATE runs r SET status = 'done', result = e.result, reason = e.reason, message = e.message,
+                 output = e.output, logs = e.logs, progress_percent = e.progress_percent,
+                 progress_message = e.progress_message, checkpoint = COALESCE(e.checkpoint, r.checkpoint),
+                 finished_at = e.finished_at
+             FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
+                         $8::TEXT[], $9::BIGINT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[])
+                 AS e(run_id, job_id, node_id, result, reason, message, output, logs, progress_percent,
+                      progress_message, checkpoint, finished_at)
+             WHERE r.id = e.run_id AND r.job_id = e.job_id AND r.node_id = e.node_id AND r.status = 'running'
+             RETURNING r.id",
+        )
+        .bind(ends.iter().map(|(e, _)| e.run_id).collect::<Vec<_>>())
+        .bind(ends.iter().map(|(e, _)| e.job_id).collect::<Vec<_>>())
+        .bind(ends.iter().map(|(e, _)| e.node_id.clone()).collect::<Vec<_>>())
+        .bind(ends.iter().map(|(e, _)| result_str(e.result).to_string()).collect::<Vec<_>>())
+        .bind(col(&|e| e.reason.map(|r| r.as_str().to_string())))
+        .bind(col(&|e| e.message.clone()))
+        .bind(col(&|e| e.output.clone()))
+        .bind(ends.iter().map(|(e, _)| serde_json::to_string(&e.logs).expect("log lines serialise")).collect::<Vec<_>>())
+        .bind(ends.iter().map(|(e, _)| e.progress.as_ref().map(|p| p.percent as i64)).collect::<Vec<_>>())
+        .bind(col(&|e| e.progress.as_ref().map(|p| p.message.clone())))
+        .bind(col(&|e| e.checkpoint.clone()))
+        .bind(ends.iter().map(|(e, _)| e.finished_at).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        let closed: std::collections::HashSet<i64> = closed.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+        let applied: Vec<bool> = ends.iter().map(|(end, _)| closed.contains(&end.run_id)).collect();
+        let done: Vec<(i64, i64)> = ends
+            .iter()
+            .zip(&applied)
+            .filter(|((_, next), ok)| **ok && *next == JobNext::Delete)
+            .map(|((end, _), _)| (end.job_id, end.run_id))
+            .collect();
+        if !done.is_empty() {
+            // A run id belongs to one job, so matching ids and current runs
+            // as two sets is matching the pairs.
+            sqlx::query("DELETE FROM jobs WHERE id = ANY($1) AND current_run = ANY($2)")
+                .bind(done.iter().map(|d| d.0).collect::<Vec<_>>())
+                .bind(done.iter().map(|d| d.1).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for ((end, next), ok) in ends.iter().zip(&applied) {
+            if let (JobNext::Retry { .. }, true) = (next, ok) {
+                move_on(&mut tx, end, *next).await?;
+            }
         }
         tx.commit().await?;
         Ok(applied)

@@ -74,7 +74,8 @@ impl SqliteStore {
 }
 
 /// Opens a run for each freshly claimed job, with the component and config of
-/// its template as they are now.
+/// its template as they are now, in a fixed number of statements whatever
+/// the batch size.
 async fn open_runs(
     tx: &mut Transaction<'static, Sqlite>,
     node_id: &str,
@@ -82,46 +83,48 @@ async fn open_runs(
     now: Millis,
     expires_at: Millis,
 ) -> Result<Vec<Claimed>, StoreError> {
-        let mut templates: BTreeMap<String, Option<(Digest, BTreeMap<String, String>)>> = BTreeMap::new();
-        let mut claimed = Vec::with_capacity(jobs.len());
-        for mut job in jobs {
-            if !templates.contains_key(&job.template) {
-                let row = sqlx::query("SELECT digest, config FROM templates WHERE name = ?").bind(&job.template).fetch_optional(&mut **tx).await?;
-                let entry = match row {
-                    Some(row) => Some((
-                        digest_of(row.try_get("digest")?)?,
-                        serde_json::from_str(row.try_get::<&str, _>("config")?).map_err(corrupt("a template config"))?,
-                    )),
-                    None => None,
-                };
-                templates.insert(job.template.clone(), entry);
-            }
-            let Some((digest, config)) = templates[&job.template].clone() else {
-                // Its template was deleted: the job cannot run; drop it.
-                sqlx::query("DELETE FROM jobs WHERE id = ?").bind(job.id).execute(&mut **tx).await?;
-                tracing::warn!(job = job.id, template = %job.template, "dropping a job whose template was deleted");
-                continue;
-            };
-            let run_id: i64 = sqlx::query(
-                "INSERT INTO runs (job_id, template, attempt, max_attempts, node_id, digest, status, started_at, expires_at, unique_key)
-                 VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?) RETURNING id",
-            )
-            .bind(job.id)
-            .bind(&job.template)
-            .bind(job.attempt as i64)
-            .bind(job.max_attempts as i64)
-            .bind(node_id)
-            .bind(digest.as_str())
-            .bind(now)
-            .bind(expires_at)
-            .bind(&job.unique_key)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get("id")?;
-            sqlx::query("UPDATE jobs SET current_run = ? WHERE id = ?").bind(run_id).bind(job.id).execute(&mut **tx).await?;
-            job.current_run = Some(run_id);
-            claimed.push(Claimed { run_id, job, digest, config });
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = serde_json::to_string(&jobs.iter().map(|j| j.id).collect::<Vec<_>>()).expect("ids serialise");
+    let opened = sqlx::query(
+        "INSERT INTO runs (job_id, template, attempt, max_attempts, node_id, digest, status, started_at, expires_at, unique_key)
+         SELECT j.id, j.template, j.attempt, j.max_attempts, ?1, t.digest, 'running', ?2, ?3, j.unique_key
+         FROM json_each(?4) AS e JOIN jobs AS j ON j.id = e.value JOIN templates AS t ON t.name = j.template
+         RETURNING id, job_id, digest",
+    )
+    .bind(node_id)
+    .bind(now)
+    .bind(expires_at)
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut runs: std::collections::HashMap<i64, (i64, String)> = std::collections::HashMap::with_capacity(opened.len());
+    for row in &opened {
+        runs.insert(row.try_get("job_id")?, (row.try_get("id")?, row.try_get("digest")?));
+    }
+    let pairs = serde_json::to_string(&runs.iter().map(|(job, (run, _))| [*job, *run]).collect::<Vec<_>>()).expect("ids serialise");
+    sqlx::query("UPDATE jobs SET current_run = e.value ->> 1 FROM json_each(?) AS e WHERE jobs.id = e.value ->> 0")
+        .bind(pairs)
+        .execute(&mut **tx)
+        .await?;
+    let mut configs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut claimed = Vec::with_capacity(jobs.len());
+    for mut job in jobs {
+        let Some((run_id, digest)) = runs.remove(&job.id) else {
+            // Its template was deleted: the job cannot run; drop it.
+            sqlx::query("DELETE FROM jobs WHERE id = ?").bind(job.id).execute(&mut **tx).await?;
+            tracing::warn!(job = job.id, template = %job.template, "dropping a job whose template was deleted");
+            continue;
+        };
+        if !configs.contains_key(&job.template) {
+            let row = sqlx::query("SELECT config FROM templates WHERE name = ?").bind(&job.template).fetch_one(&mut **tx).await?;
+            let config = serde_json::from_str(row.try_get::<&str, _>("config")?).map_err(corrupt("a template config"))?;
+            configs.insert(job.template.clone(), config);
         }
+        job.current_run = Some(run_id);
+        claimed.push(Claimed { run_id, digest: digest_of(digest)?, config: configs[&job.template].clone(), job });
+    }
     Ok(claimed)
 }
 
@@ -164,53 +167,24 @@ async fn withdraw_queued_job(tx: &mut Transaction<'static, Sqlite>, schedule: &s
     Ok(())
 }
 
-/// Records one run's end inside a transaction (see `Store::run_finish`).
-async fn finish_one(tx: &mut Transaction<'static, Sqlite>, end: &RunEnd, next: JobNext) -> Result<bool, StoreError> {
-    let updated = sqlx::query(
-        "UPDATE runs SET status = 'done', result = ?, reason = ?, message = ?, output = ?, logs = ?,
-             progress_percent = ?, progress_message = ?, checkpoint = COALESCE(?, checkpoint), finished_at = ?
-         WHERE id = ? AND job_id = ? AND node_id = ? AND status = 'running'",
-    )
-    .bind(result_str(end.result))
-    .bind(end.reason.map(|r| r.as_str()))
-    .bind(&end.message)
-    .bind(&end.output)
-    .bind(serde_json::to_string(&end.logs).expect("log lines serialise"))
-    .bind(end.progress.as_ref().map(|p| p.percent as i64))
-    .bind(end.progress.as_ref().map(|p| p.message.clone()))
-    .bind(&end.checkpoint)
-    .bind(end.finished_at)
-    .bind(end.run_id)
-    .bind(end.job_id)
-    .bind(&end.node_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        return Ok(false);
+/// Moves a retried job back to the queue once its run is closed.
+async fn move_on(tx: &mut Transaction<'static, Sqlite>, end: &RunEnd, next: JobNext) -> Result<(), StoreError> {
+    if let JobNext::Retry { at, refund } = next {
+        sqlx::query(
+            "UPDATE jobs SET state = 'available', run_at = ?, node_id = NULL, current_run = NULL,
+                 attempt = attempt - ?, checkpoint = COALESCE(?, checkpoint)
+             WHERE id = ? AND current_run = ?",
+        )
+        .bind(at)
+        .bind(refund as i64)
+        .bind(&end.checkpoint)
+        .bind(end.job_id)
+        .bind(end.run_id)
+        .execute(&mut **tx)
+        .await?;
     }
-    match next {
-        JobNext::Delete => {
-            sqlx::query("DELETE FROM jobs WHERE id = ? AND current_run = ?").bind(end.job_id).bind(end.run_id).execute(&mut **tx).await?;
-        }
-        JobNext::Retry { at, refund } => {
-            sqlx::query(
-                "UPDATE jobs SET state = 'available', run_at = ?, node_id = NULL, current_run = NULL,
-                     attempt = attempt - ?, checkpoint = COALESCE(?, checkpoint)
-                 WHERE id = ? AND current_run = ?",
-            )
-            .bind(at)
-            .bind(refund as i64)
-            .bind(&end.checkpoint)
-            .bind(end.job_id)
-            .bind(end.run_id)
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
-    Ok(true)
+    Ok(())
 }
-
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
@@ -400,10 +374,68 @@ impl Store for SqliteStore {
     }
 
     async fn run_finish_many(&self, ends: &[(RunEnd, JobNext)]) -> Result<Vec<bool>, StoreError> {
+        // The whole batch in three statements: close the runs still running
+        // on their node, delete the finished jobs, then move the retried ones.
+        // (`+runs.status` keeps the planner from driving the update from the
+        // running-runs index, which would re-read the JSON once per run.)
+        let rows: Vec<serde_json::Value> = ends
+            .iter()
+            .map(|(end, _)| {
+                serde_json::json!({
+                    "run_id": end.run_id,
+                    "job_id": end.job_id,
+                    "node_id": end.node_id,
+                    "result": result_str(end.result),
+                    "reason": end.reason.map(|r| r.as_str()),
+                    "message": end.message,
+                    "output": end.output,
+                    "logs": serde_json::to_string(&end.logs).expect("log lines serialise"),
+                    "progress_percent": end.progress.as_ref().map(|p| p.percent),
+                    "progress_message": end.progress.as_ref().map(|p| p.message.clone()),
+                    "checkpoint": end.checkpoint,
+                    "finished_at": end.finished_at,
+                })
+            })
+            .collect();
         let mut tx = self.write().await?;
-        let mut applied = Vec::with_capacity(ends.len());
-        for (end, next) in ends {
-            applied.push(finish_one(&mut tx, end, *next).await?);
+        let closed = sqlx::query(
+            "UPDATE runs SET status = 'done', result = e.value ->> 'result', reason = e.value ->> 'reason',
+                 message = e.value ->> 'message', output = e.value ->> 'output', logs = e.value ->> 'logs',
+                 progress_percent = e.value ->> 'progress_percent', progress_message = e.value ->> 'progress_message',
+                 checkpoint = COALESCE(e.value ->> 'checkpoint', runs.checkpoint), finished_at = e.value ->> 'finished_at'
+             FROM json_each(?) AS e
+             WHERE runs.id = e.value ->> 'run_id' AND runs.job_id = e.value ->> 'job_id'
+               AND runs.node_id = e.value ->> 'node_id' AND +runs.status = 'running'
+             RETURNING runs.id",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let closed: std::collections::HashSet<i64> = closed.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+        let applied: Vec<bool> = ends.iter().map(|(end, _)| closed.contains(&end.run_id)).collect();
+        let done: Vec<(i64, i64)> = ends
+            .iter()
+            .zip(&applied)
+            .filter(|((_, next), ok)| **ok && *next == JobNext::Delete)
+            .map(|((end, _), _)| (end.job_id, end.run_id))
+            .collect();
+        if !done.is_empty() {
+            // A run id belongs to one job, so matching ids and current runs
+            // as two sets is matching the pairs.
+            let ids = serde_json::to_string(&done.iter().map(|d| d.0).collect::<Vec<_>>()).expect("ids serialise");
+            let runs = serde_json::to_string(&done.iter().map(|d| d.1).collect::<Vec<_>>()).expect("ids serialise");
+            sqlx::query(
+                "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?1)) AND current_run IN (SELECT value FROM json_each(?2))",
+            )
+            .bind(ids)
+            .bind(runs)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for ((end, next), ok) in ends.iter().zip(&applied) {
+            if let (JobNext::Retry { .. }, true) = (next, ok) {
+                move_on(&mut tx, end, *next).await?;
+            }
         }
         tx.commit().await?;
         Ok(applied)
