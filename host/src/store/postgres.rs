@@ -387,14 +387,8 @@ impl Store for PostgresStore {
         .bind(ends.iter().map(|(e, _)| e.finished_at).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
-        let closed: std::collections::HashSet<i64> = closed.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
-        let applied: Vec<bool> = ends.iter().map(|(end, _)| closed.contains(&end.run_id)).collect();
-        let done: Vec<(i64, i64)> = ends
-            .iter()
-            .zip(&applied)
-            .filter(|((_, next), ok)| **ok && *next == JobNext::Delete)
-            .map(|((end, _), _)| (end.job_id, end.run_id))
-            .collect();
+        let closed: Vec<i64> = closed.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+        let (applied, done) = sort_closed(ends, &closed);
         if !done.is_empty() {
             // A run id belongs to one job, so matching ids and current runs
             // as two sets is matching the pairs.

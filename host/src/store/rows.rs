@@ -199,3 +199,18 @@ where
         updated_at: row.try_get("updated_at")?,
     })
 }
+
+/// For a batch of run ends of which the runs `closed` were closed (the rest
+/// were fenced off): whether each end applied, in order, and the (job, run)
+/// pairs whose jobs are finished and must be deleted.
+pub(crate) fn sort_closed(ends: &[(RunEnd, JobNext)], closed: &[i64]) -> (Vec<bool>, Vec<(i64, i64)>) {
+    let closed: std::collections::HashSet<i64> = closed.iter().copied().collect();
+    let applied: Vec<bool> = ends.iter().map(|(end, _)| closed.contains(&end.run_id)).collect();
+    let done = ends
+        .iter()
+        .zip(&applied)
+        .filter(|((_, next), ok)| **ok && *next == JobNext::Delete)
+        .map(|((end, _), _)| (end.job_id, end.run_id))
+        .collect();
+    (applied, done)
+}
