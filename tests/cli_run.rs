@@ -2,18 +2,11 @@
 
 use std::process::{Command, Output};
 
+use crate::support::process::{text, wasm};
 use crate::support::*;
 
 fn elihu(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_elihu")).args(args).output().expect("elihu runs")
-}
-
-fn wasm(name: &str) -> String {
-    elihu::examples::get(name).unwrap().wasm_path.to_string()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]

@@ -352,25 +352,6 @@ async fn shutdown_lets_runs_finish_within_the_grace_period_then_interrupts_the_r
     assert!(client.node_list().await.unwrap().is_empty(), "the node deregistered");
 }
 
-/// Runs each test body on SQLite and on PostgreSQL: `NAME::sqlite`, `NAME::postgres`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::support::node::Backend;
-
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
-
 on_both_backends!(
     jobs_start_in_priority_then_run_at_order,
     a_delayed_job_waits_for_its_time,

@@ -166,24 +166,6 @@ async fn a_leader_change_does_not_double_a_firing(backend: Backend) {
     second_leader.shutdown().await;
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::support::node::Backend;
-
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
-
 on_both_backends!(
     an_interval_counts_from_the_end_of_the_previous_run,
     a_cron_schedule_fires_at_its_instants,

@@ -161,6 +161,15 @@ pub(crate) struct Shared {
     schemas: Mutex<HashMap<String, (i64, Arc<ContextSchema>)>>,
 }
 
+impl Shared {
+    /// Interrupts the run of `job_id` if it runs in this process.
+    pub(crate) fn cancel_local(&self, job_id: i64) {
+        if let Some(handle) = self.local_runs.lock().unwrap().get(&job_id) {
+            handle.cancel();
+        }
+    }
+}
+
 /// The library's handle on an elihu database. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -294,7 +303,8 @@ impl Client {
     ) -> Result<Template, ClientError> {
         self.check_template(name, schema, defaults)?;
         let digest = self.component_put(wasm).await?;
-        self.template_put(name, &digest, schema, defaults, config).await
+        // Checked above, and the component was just stored: no second check.
+        Ok(self.shared.store.template_put(name, &digest, schema, defaults, config, self.shared.clock.now()).await?)
     }
 
     fn check_limits(&self, max_attempts: u32, timeout_ms: u64, memory: u64) -> Result<(), ClientError> {
@@ -440,11 +450,7 @@ impl Client {
         let outcome = self.shared.store.job_cancel(job_id).await?;
         match outcome {
             CancelOutcome::Removed => self.emit(Event::Cancelled { job_id, run_id: None }),
-            CancelOutcome::Requested => {
-                if let Some(handle) = self.shared.local_runs.lock().unwrap().get(&job_id) {
-                    handle.cancel();
-                }
-            }
+            CancelOutcome::Requested => self.shared.cancel_local(job_id),
             CancelOutcome::NotFound => {}
         }
         Ok(outcome)

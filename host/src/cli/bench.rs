@@ -65,11 +65,7 @@ fn mib(bytes: u64) -> String {
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    elihu::store::percentile(sorted, p).unwrap_or_default()
 }
 
 fn ms(d: Duration) -> String {

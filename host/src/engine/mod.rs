@@ -136,14 +136,18 @@ pub struct ShutdownReport {
 /// How long a full queue waits after a slot frees before claiming again.
 const CLAIM_COOLDOWN: Duration = Duration::from_millis(2);
 
+/// This machine's host name, `None` when it cannot be read.
+fn read_hostname() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty())
+}
+
 fn default_node_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    let host = if host.is_empty() { "node".to_string() } else { host };
+    let host = read_hostname().unwrap_or_else(|| "node".into());
     format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    read_hostname().unwrap_or_else(|| "unknown".into())
 }
 
 impl Node {
@@ -402,11 +406,8 @@ async fn cancel_loop(state: Arc<NodeState>, mut phase: watch::Receiver<Phase>) {
         }
         match state.client.store().job_cancel_requested(&state.id).await {
             Ok(ids) => {
-                let runs = state.client.shared.local_runs.lock().unwrap();
                 for id in ids {
-                    if let Some(handle) = runs.get(&id) {
-                        handle.cancel();
-                    }
+                    state.client.shared.cancel_local(id);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "checking for cancels failed"),
@@ -437,11 +438,7 @@ async fn notice_loop(
                     state.client.trigger();
                 }
             }
-            Some(Notice::CancelRequested { job_id }) => {
-                if let Some(handle) = state.client.shared.local_runs.lock().unwrap().get(&job_id) {
-                    handle.cancel();
-                }
-            }
+            Some(Notice::CancelRequested { job_id }) => state.client.shared.cancel_local(job_id),
             Some(Notice::Reconnected) => state.client.trigger(),
             None => return,
         }

@@ -557,6 +557,36 @@ pub enum Notice {
     Reconnected,
 }
 
+/// The `p`-th percentile (0–100, nearest rank) of values sorted ascending;
+/// `None` when there are none. Used for run-duration stats and by
+/// `elihu bench`.
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// Opens a transaction (with `statement`, e.g. `BEGIN IMMEDIATE`) in its own
+/// task. If the caller gives up while it waits (a dropped future), the task
+/// still finishes and the transaction it got is rolled back on drop, instead
+/// of a pooled connection being left inside an open transaction (on SQLite,
+/// holding the write lock).
+pub(crate) async fn begin_detached<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    statement: &'static str,
+) -> Result<sqlx::Transaction<'static, DB>, StoreError> {
+    let pool = pool.clone();
+    match tokio::spawn(async move { pool.begin_with(statement).await }).await {
+        Ok(tx) => Ok(tx?),
+        Err(e) => {
+            tracing::error!(error = %e, "the task opening a transaction failed");
+            Err(StoreError::Database(sqlx::Error::WorkerCrashed))
+        }
+    }
+}
+
 /// Opens the store a database URL names: `postgres://…` (PostgreSQL, for
 /// many nodes), or `sqlite://PATH`, `sqlite::memory:` or a plain file path
 /// (SQLite, embedded). Does not migrate.

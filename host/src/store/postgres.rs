@@ -39,17 +39,9 @@ impl PostgresStore {
         Ok(PostgresStore { pool })
     }
 
-    /// Opens a transaction in its own task, so a caller that gives up cannot
-    /// leave a pooled connection inside an open transaction.
+    /// Opens a transaction (see `begin_detached`).
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        let pool = self.pool.clone();
-        match tokio::spawn(async move { pool.begin().await }).await {
-            Ok(tx) => Ok(tx?),
-            Err(e) => {
-                tracing::error!(error = %e, "the task opening a transaction failed");
-                Err(StoreError::Database(sqlx::Error::WorkerCrashed))
-            }
-        }
+        begin_detached(&self.pool, "BEGIN").await
     }
 }
 

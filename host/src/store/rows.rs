@@ -165,17 +165,6 @@ where
     })
 }
 
-/// The p-th percentile of sorted values (nearest rank).
-pub(crate) fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
-
-
 pub(crate) fn schedule_from<'r, R>(row: &'r R) -> Result<StoredSchedule, StoreError>
 where
     R: Row,

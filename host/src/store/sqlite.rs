@@ -57,19 +57,10 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    /// Opens a write transaction. `BEGIN IMMEDIATE` runs in its own task: if
-    /// the caller gives up while it waits for the lock (a dropped future), the
-    /// task still finishes and the transaction it got is rolled back on drop,
-    /// instead of a pooled connection being left holding the write lock.
+    /// Opens a write transaction: `BEGIN IMMEDIATE` takes the write lock at
+    /// once, so concurrent writers queue instead of failing on an upgrade.
     async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        let pool = self.pool.clone();
-        match tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await }).await {
-            Ok(tx) => Ok(tx?),
-            Err(e) => {
-                tracing::error!(error = %e, "the task opening a transaction failed");
-                Err(StoreError::Database(sqlx::Error::WorkerCrashed))
-            }
-        }
+        begin_detached(&self.pool, "BEGIN IMMEDIATE").await
     }
 }
 
