@@ -221,13 +221,19 @@ async fn expiry_and_heartbeats(store: &Arc<dyn Store>) {
     store.node_heartbeat(&node("alive", T0 + 900), T0 + 5000).await.unwrap();
     let expired = store.run_expired(T0 + 2000).await.unwrap();
     assert_eq!(expired.iter().map(|r| r.id).collect::<Vec<_>>(), [d.run_id], "only the silent node's run");
-    assert_eq!(store.node_list().await.unwrap().iter().map(|n| n.heartbeat_at).collect::<Vec<_>>(), [T0 + 900]);
+    let later = store.run_expired(T0 + 5001).await.unwrap();
+    assert_eq!(later.iter().map(|r| r.id).collect::<Vec<_>>(), [a.run_id, d.run_id], "the live node's lease ran out too");
+    store.node_heartbeat(&node("alive", T0 + 5000), T0 + 9000).await.unwrap();
+    let renewed = store.run_expired(T0 + 5001).await.unwrap();
+    assert_eq!(renewed.iter().map(|r| r.id).collect::<Vec<_>>(), [d.run_id], "a heartbeat renews the lease of every run of the node");
+    assert_eq!(store.node_list().await.unwrap().iter().map(|n| n.heartbeat_at).collect::<Vec<_>>(), [T0 + 5000]);
     store.node_remove("alive").await.unwrap();
     assert!(store.node_list().await.unwrap().is_empty());
     for (c, n) in [(a, "alive"), (d, "dead")] {
         store.run_finish(&end(c.run_id, c.job.id, n, RunResult::Succeeded, None), JobNext::Delete).await.unwrap();
     }
-    assert_eq!(store.run_prune(T0 + 51).await.unwrap() > 0, true);
+    assert_eq!(store.run_prune(T0).await.unwrap(), 0, "no run ended before T0");
+    assert!(store.run_prune(T0 + 100_001).await.unwrap() > 0);
     assert!(store.run_list(&RunFilter::default()).await.unwrap().is_empty());
 }
 

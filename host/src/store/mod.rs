@@ -262,7 +262,9 @@ pub struct Run {
     pub started_at: Millis,
     /// When it ended.
     pub finished_at: Option<Millis>,
-    /// When it counts as abandoned unless its node heartbeats.
+    /// The lease it was claimed with. Once it has passed, the run counts as
+    /// abandoned when its node's lease (renewed by the node's heartbeats)
+    /// has passed too, or the node is gone.
     pub expires_at: Millis,
     /// Its job's unique key (a scheduled job's names the firing).
     pub unique_key: Option<String>,
@@ -484,7 +486,8 @@ pub trait Store: Send + Sync + 'static {
     async fn run_get(&self, id: i64) -> Result<Option<Run>, StoreError>;
     /// Runs, newest first.
     async fn run_list(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError>;
-    /// Running runs whose expiry passed (their node stopped heartbeating).
+    /// Running runs that are abandoned: their own lease has passed, and so
+    /// has their node's (it stopped heartbeating) or the node is gone.
     async fn run_expired(&self, now: Millis) -> Result<Vec<Run>, StoreError>;
     /// Deletes every job and run of a template, whatever their state (for
     /// `elihu bench`, which owns its template); returns (jobs, runs) deleted.
@@ -492,8 +495,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes finished runs older than `before`; returns how many.
     async fn run_prune(&self, before: Millis) -> Result<u64, StoreError>;
 
-    /// Records a node's heartbeat and extends the expiry of its running runs.
-    async fn node_heartbeat(&self, node: &NodeInfo, runs_expire_at: Millis) -> Result<(), StoreError>;
+    /// Records a node's heartbeat and renews its lease until `expires_at`;
+    /// the node's lease keeps every run it has in flight alive.
+    async fn node_heartbeat(&self, node: &NodeInfo, expires_at: Millis) -> Result<(), StoreError>;
     /// Removes a node that stopped cleanly.
     async fn node_remove(&self, node_id: &str) -> Result<(), StoreError>;
     /// Known nodes.

@@ -58,14 +58,17 @@ fn claimed_from(row: &PgRow) -> Result<Claimed, StoreError> {
 }
 
 /// Claims the jobs `picked` selects (a query over `jobs j` with `$1` node,
-/// `$3` now, `$5` expiry) and opens their runs, all in one statement.
+/// `$3` now, `$5` expiry) and opens their runs, all in one statement. The
+/// update finds the picked jobs through an array so that PostgreSQL looks
+/// them up by primary key: joined to the CTE, it hashed the whole jobs table
+/// on every claim, a cost that grew with the backlog.
 fn claim_sql(picked: &str) -> String {
     format!(
         "WITH picked AS ({picked} FOR UPDATE OF j SKIP LOCKED),
          claimed AS (
              UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, node_id = $1,
                  current_run = nextval('runs_id_seq')
-             FROM picked WHERE j.id = picked.id
+             WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
              RETURNING j.*),
          opened AS (
              INSERT INTO runs (id, job_id, template, attempt, max_attempts, node_id, digest, status, started_at, expires_at, unique_key)
@@ -82,7 +85,7 @@ async fn insert_job(tx: &mut Transaction<'static, Postgres>, job: &NewJob, now: 
     let row = sqlx::query(
         "INSERT INTO jobs (template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes, unique_key, created_at, discard_after)
          VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (unique_key) DO NOTHING RETURNING id",
+         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING RETURNING id",
     )
     .bind(&job.template)
     .bind(&job.context)
@@ -382,9 +385,10 @@ impl Store for PostgresStore {
         let closed: Vec<i64> = closed.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
         let (applied, done) = sort_closed(ends, &closed);
         if !done.is_empty() {
-            // A run id belongs to one job, so matching ids and current runs
-            // as two sets is matching the pairs.
-            sqlx::query("DELETE FROM jobs WHERE id = ANY($1) AND current_run = ANY($2)")
+            sqlx::query(
+                "DELETE FROM jobs j USING unnest($1::BIGINT[], $2::BIGINT[]) AS d(id, run)
+                 WHERE j.id = d.id AND j.current_run = d.run",
+            )
                 .bind(done.iter().map(|d| d.0).collect::<Vec<_>>())
                 .bind(done.iter().map(|d| d.1).collect::<Vec<_>>())
                 .execute(&mut *tx)
@@ -445,7 +449,13 @@ impl Store for PostgresStore {
     }
 
     async fn run_expired(&self, now: Millis) -> Result<Vec<Run>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'running' AND expires_at < $1 ORDER BY id")
+        // A running run is its running job's current run.
+        let rows = sqlx::query(
+            "SELECT r.* FROM jobs j JOIN runs r ON r.id = j.current_run LEFT JOIN nodes n ON n.id = j.node_id
+             WHERE j.state = 'running' AND r.status = 'running' AND r.expires_at < $1
+               AND (n.id IS NULL OR n.expires_at < $1)
+             ORDER BY r.id",
+        )
             .bind(now)
             .fetch_all(&self.pool)
             .await?;
@@ -461,15 +471,16 @@ impl Store for PostgresStore {
     }
 
     async fn run_prune(&self, before: Millis) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM runs WHERE status = 'done' AND finished_at < $1").bind(before).execute(&self.pool).await?;
+        // A run ends after it starts: `runs_started` finds the candidates.
+        let done = sqlx::query("DELETE FROM runs WHERE started_at < $1 AND status = 'done' AND finished_at < $1").bind(before).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
-    async fn node_heartbeat(&self, node: &NodeInfo, runs_expire_at: Millis) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
+    async fn node_heartbeat(&self, node: &NodeInfo, expires_at: Millis) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO nodes (id, hostname, pid, queues, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at, queues = EXCLUDED.queues",
+            "INSERT INTO nodes (id, hostname, pid, queues, started_at, heartbeat_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at, queues = EXCLUDED.queues,
+                 expires_at = EXCLUDED.expires_at",
         )
         .bind(&node.id)
         .bind(&node.hostname)
@@ -477,14 +488,9 @@ impl Store for PostgresStore {
         .bind(&node.queues)
         .bind(node.started_at)
         .bind(node.heartbeat_at)
-        .execute(&mut *tx)
+        .bind(expires_at)
+        .execute(&self.pool)
         .await?;
-        sqlx::query("UPDATE runs SET expires_at = $1 WHERE node_id = $2 AND status = 'running'")
-            .bind(runs_expire_at)
-            .bind(&node.id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -471,7 +471,13 @@ impl Store for SqliteStore {
     }
 
     async fn run_expired(&self, now: Millis) -> Result<Vec<Run>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'running' AND expires_at < ? ORDER BY id")
+        // A running run is its running job's current run.
+        let rows = sqlx::query(
+            "SELECT r.* FROM jobs j JOIN runs r ON r.id = j.current_run LEFT JOIN nodes n ON n.id = j.node_id
+             WHERE j.state = 'running' AND r.status = 'running' AND r.expires_at < ?1
+               AND (n.id IS NULL OR n.expires_at < ?1)
+             ORDER BY r.id",
+        )
             .bind(now)
             .fetch_all(&self.pool)
             .await?;
@@ -487,15 +493,17 @@ impl Store for SqliteStore {
     }
 
     async fn run_prune(&self, before: Millis) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM runs WHERE status = 'done' AND finished_at < ?").bind(before).execute(&self.pool).await?;
+        // A run ends after it starts: `runs_started` finds the candidates.
+        let done = sqlx::query("DELETE FROM runs WHERE started_at < ?1 AND status = 'done' AND finished_at < ?1").bind(before).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
-    async fn node_heartbeat(&self, node: &NodeInfo, runs_expire_at: Millis) -> Result<(), StoreError> {
+    async fn node_heartbeat(&self, node: &NodeInfo, expires_at: Millis) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO nodes (id, hostname, pid, queues, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, queues = excluded.queues",
+            "INSERT INTO nodes (id, hostname, pid, queues, started_at, heartbeat_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, queues = excluded.queues,
+                 expires_at = excluded.expires_at",
         )
         .bind(&node.id)
         .bind(&node.hostname)
@@ -503,13 +511,9 @@ impl Store for SqliteStore {
         .bind(&node.queues)
         .bind(node.started_at)
         .bind(node.heartbeat_at)
+        .bind(expires_at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE runs SET expires_at = ? WHERE node_id = ? AND status = 'running'")
-            .bind(runs_expire_at)
-            .bind(&node.id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(())
     }
