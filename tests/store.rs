@@ -147,6 +147,26 @@ async fn unique_keys_hold_while_queued_or_running(store: &Arc<dyn Store>) {
     store.run_finish(&end(c.run_id, id, "n1", RunResult::Succeeded, None), JobNext::Delete).await.unwrap();
     assert!(matches!(store.job_insert(&[keyed], T0).await.unwrap()[0], Inserted::New(n) if n != id));
     store.job_cancel(store.job_list(&JobFilter::default()).await.unwrap()[0].id).await.unwrap();
+    // A batch mixing keyed and keyless jobs keeps its order: ids ascend as
+    // given, a key already held answers with its holder.
+    let held = store.job_insert(&[NewJob { unique_key: Some("held".into()), ..job("uniq", 0, T0) }], T0).await.unwrap()[0].id();
+    let batch = [
+        job("uniq", 0, T0),
+        NewJob { unique_key: Some("fresh".into()), ..job("uniq", 0, T0) },
+        job("uniq", 0, T0),
+        NewJob { unique_key: Some("held".into()), ..job("uniq", 0, T0) },
+        job("uniq", 0, T0),
+        job("uniq", 0, T0),
+    ];
+    let inserted = store.job_insert(&batch, T0).await.unwrap();
+    assert_eq!(inserted[3], Inserted::Existing(held));
+    let new: Vec<i64> = inserted.iter().filter(|i| matches!(i, Inserted::New(_))).map(|i| i.id()).collect();
+    assert!(new.len() == 5 && new.windows(2).all(|w| w[0] < w[1]) && new[0] > held, "{inserted:?}");
+    let claimed = store.job_claim("n1", "default", 10, T0, T0 + 1000).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| c.job.id).collect::<Vec<_>>(), [&[held][..], &new].concat(), "claimed in batch order");
+    for c in &claimed {
+        assert!(store.run_finish(&end(c.run_id, c.job.id, "n1", RunResult::Succeeded, None), JobNext::Delete).await.unwrap());
+    }
 }
 
 async fn fencing_rejects_a_stale_node(store: &Arc<dyn Store>) {

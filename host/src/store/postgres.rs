@@ -109,6 +109,37 @@ async fn insert_job(tx: &mut Transaction<'static, Postgres>, job: &NewJob, now: 
     })
 }
 
+/// Inserts jobs without unique keys in two statements whatever their number.
+/// Their ids are drawn from the sequence first, so they follow the batch.
+async fn insert_jobs_bulk(tx: &mut Transaction<'static, Postgres>, jobs: &[NewJob], now: Millis) -> Result<Vec<i64>, StoreError> {
+    let mut ids: Vec<i64> = sqlx::query_scalar("SELECT nextval('jobs_id_seq') FROM generate_series(1, $1)")
+        .bind(jobs.len() as i64)
+        .fetch_all(&mut **tx)
+        .await?;
+    ids.sort_unstable();
+    sqlx::query(
+        "INSERT INTO jobs (id, template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes, created_at, discard_after)
+         SELECT id, template, context, queue, priority, run_at, 'available', max_attempts, timeout_ms, memory_bytes, $10, discard_after
+         FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::INT[], $6::BIGINT[], $7::BIGINT[], $8::BIGINT[],
+                     $9::BIGINT[], $11::BIGINT[])
+             AS t(id, template, context, queue, priority, run_at, max_attempts, timeout_ms, memory_bytes, discard_after)",
+    )
+    .bind(&ids)
+    .bind(jobs.iter().map(|j| j.template.as_str()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.context.as_str()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.max_attempts as i64).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.timeout_ms as i64).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.memory_bytes as i64).collect::<Vec<_>>())
+    .bind(now)
+    .bind(jobs.iter().map(|j| j.discard_after).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(ids)
+}
+
 /// Removes a schedule's queued (not yet running) job and forgets it.
 async fn withdraw_queued_job(tx: &mut Transaction<'static, Postgres>, schedule: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM jobs WHERE state = 'available' AND id = (SELECT current_job FROM schedules WHERE name = $1)")
@@ -245,12 +276,18 @@ impl Store for PostgresStore {
         let mut tx = self.begin().await?;
         let mut out = Vec::with_capacity(jobs.len());
         let mut due_queues = BTreeSet::new();
-        for job in jobs {
-            let inserted = insert_job(&mut tx, job, now).await?;
-            if matches!(inserted, Inserted::New(_)) && job.run_at <= now {
-                due_queues.insert(job.queue.as_str());
+        for (bulk, stretch) in insert_stretches(jobs) {
+            let inserted = if bulk {
+                insert_jobs_bulk(&mut tx, stretch, now).await?.into_iter().map(Inserted::New).collect()
+            } else {
+                vec![insert_job(&mut tx, &stretch[0], now).await?]
+            };
+            for (job, inserted) in stretch.iter().zip(inserted) {
+                if matches!(inserted, Inserted::New(_)) && job.run_at <= now {
+                    due_queues.insert(job.queue.as_str());
+                }
+                out.push(inserted);
             }
-            out.push(inserted);
         }
         // Delivered at commit, to every listening node.
         for queue in due_queues {

@@ -148,6 +148,30 @@ async fn insert_job(tx: &mut Transaction<'static, Sqlite>, job: &NewJob, now: Mi
     })
 }
 
+/// Inserts jobs without unique keys in one statement whatever their number.
+/// SQLite numbers them in the order of the batch.
+async fn insert_jobs_bulk(tx: &mut Transaction<'static, Sqlite>, jobs: &[NewJob], now: Millis) -> Result<Vec<i64>, StoreError> {
+    let batch: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|j| {
+            serde_json::json!([j.template, j.context, j.queue, j.priority, j.run_at, j.max_attempts, j.timeout_ms, j.memory_bytes, j.discard_after])
+        })
+        .collect();
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO jobs (template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes, created_at, discard_after)
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'available', value ->> 5, value ->> 6, value ->> 7,
+                ?2, value ->> 8
+         FROM json_each(?1) ORDER BY key
+         RETURNING id",
+    )
+    .bind(serde_json::Value::Array(batch).to_string())
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 /// Removes a schedule's queued (not yet running) job and forgets it.
 async fn withdraw_queued_job(tx: &mut Transaction<'static, Sqlite>, schedule: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM jobs WHERE state = 'available' AND id = (SELECT current_job FROM schedules WHERE name = ?)")
@@ -269,8 +293,12 @@ impl Store for SqliteStore {
     async fn job_insert(&self, jobs: &[NewJob], now: Millis) -> Result<Vec<Inserted>, StoreError> {
         let mut tx = self.write().await?;
         let mut out = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            out.push(insert_job(&mut tx, job, now).await?);
+        for (bulk, stretch) in insert_stretches(jobs) {
+            if bulk {
+                out.extend(insert_jobs_bulk(&mut tx, stretch, now).await?.into_iter().map(Inserted::New));
+            } else {
+                out.push(insert_job(&mut tx, &stretch[0], now).await?);
+            }
         }
         tx.commit().await?;
         Ok(out)
