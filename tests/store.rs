@@ -11,7 +11,7 @@ use elihu::store::{
 };
 use serde_json::json;
 
-use crate::support::node::TestDb;
+use crate::support::node::{Backend, TestDb};
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -303,6 +303,30 @@ async fn a_url_elihu_does_not_know_is_refused() {
 
 #[tokio::test]
 async fn postgres_passes_the_store_contract() {
-    let db = TestDb::on(crate::support::node::Backend::Postgres).await;
+    let db = TestDb::on(Backend::Postgres).await;
     conformance(db.store().await).await;
+}
+
+/// Closing a batch of runs locks their rows; a heartbeat that rewrote the
+/// node's runs locked them too, in another order, and PostgreSQL broke the
+/// resulting deadlocks after a one-second stall. A heartbeat writes only the
+/// node's row: it must go through while another transaction holds a run.
+#[tokio::test]
+async fn a_heartbeat_waits_for_no_lock_on_the_runs_of_its_node() {
+    use sqlx::Connection;
+    let db = TestDb::on(Backend::Postgres).await;
+    let store = db.store().await;
+    with_template(&store, "beat").await;
+    store.job_insert(&[job("beat", 0, T0)], T0).await.unwrap();
+    let c = store.job_claim("n1", "default", 1, T0, T0 + 1000).await.unwrap().remove(0);
+    let mut other = sqlx::PgConnection::connect(&db.url()).await.expect("a second connection");
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("SELECT id FROM runs WHERE id = $1 FOR UPDATE").bind(c.run_id).fetch_one(&mut other).await.unwrap();
+    let node = NodeInfo { id: "n1".into(), hostname: "h".into(), pid: 1, queues: "default=1".into(), started_at: T0, heartbeat_at: T0 + 500 };
+    tokio::time::timeout(std::time::Duration::from_secs(30), store.node_heartbeat(&node, T0 + 5000))
+        .await
+        .expect("the heartbeat waited for the lock on the node's run")
+        .unwrap();
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    assert!(store.run_expired(T0 + 2000).await.unwrap().is_empty(), "the heartbeat renewed the run's lease");
 }
