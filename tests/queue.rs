@@ -263,7 +263,9 @@ async fn events_and_stats_tell_what_happened(backend: Backend) {
         .collect();
     assert_eq!(kinds, ["enqueued", "started", "retried", "started", "succeeded"]);
     assert!(seen.iter().any(|e| matches!(e, Event::Log { line, .. } if line.message == "attempt 1 fails on purpose")));
+    let handle = node.handle();
     node.shutdown().await;
+    assert_eq!(handle.finished(), 2, "the node counts the outcomes it recorded");
     let stats = client.stats().await.unwrap();
     assert_eq!(stats.len(), 1);
     let s = &stats[0];

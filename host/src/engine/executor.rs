@@ -15,8 +15,9 @@ use crate::runtime::{CancelHandle, Ending, JobInfo, Reason, RunEvent, RunLimits,
 use super::writer::OutcomeWriter;
 use crate::store::{Claimed, JobNext, RunEnd, TemplateDefaults};
 
-/// Runs a claimed job and records how it ended. `shutting_down` tells a
-/// cancel caused by the node's shutdown from one asked by a user.
+/// Runs a claimed job and records how it ended; false when the outcome was
+/// discarded (the run had been fenced off). `shutting_down` tells a cancel
+/// caused by the node's shutdown from one asked by a user.
 pub(crate) async fn execute(
     client: &Client,
     writer: &OutcomeWriter,
@@ -24,7 +25,7 @@ pub(crate) async fn execute(
     claimed: Claimed,
     cancel: CancelHandle,
     shutting_down: impl Fn() -> bool,
-) {
+) -> bool {
     let span = tracing::info_span!(
         "run",
         job = claimed.job.id,
@@ -42,7 +43,7 @@ async fn execute_in_span(
     claimed: Claimed,
     cancel: CancelHandle,
     shutting_down: impl Fn() -> bool,
-) {
+) -> bool {
     let Claimed { run_id, job, digest, config } = claimed;
     let shared = &client.shared;
     client.emit(Event::Started { job_id: job.id, run_id, attempt: job.attempt, node_id: node_id.to_string() });
@@ -140,7 +141,7 @@ async fn execute_in_span(
     let (result, reason) = (end.result, end.reason);
     if !writer.record(end, next).await {
         tracing::warn!("the run was expired by another node meanwhile; its late outcome is discarded");
-        return;
+        return false;
     }
     tracing::info!(?result, ?reason, "run finished");
     client.emit(match (&ending, next) {
@@ -153,6 +154,7 @@ async fn execute_in_span(
             Event::Failed { job_id: job.id, run_id, reason: *reason, message: message.clone() }
         }
     });
+    true
 }
 
 async fn user_cancelled(client: &Client, job_id: i64) -> bool {

@@ -9,7 +9,7 @@ mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -70,6 +70,8 @@ struct NodeState {
     client: Client,
     in_flight: HashMap<String, AtomicU32>,
     total: AtomicU32,
+    /// Runs whose outcome this node recorded.
+    finished: AtomicU64,
     slot_freed: Notify,
     shutting_down: AtomicBool,
     info: NodeInfo,
@@ -107,6 +109,11 @@ impl NodeHandle {
     /// Runs in flight on the node now.
     pub fn running(&self) -> u32 {
         self.0.total.load(Ordering::SeqCst)
+    }
+
+    /// See [`Node::finished`].
+    pub fn finished(&self) -> u64 {
+        self.0.finished.load(Ordering::Relaxed)
     }
 
     /// See [`Node::enqueue_and_run`].
@@ -182,6 +189,7 @@ impl Node {
             config,
             client,
             total: AtomicU32::new(0),
+            finished: AtomicU64::new(0),
             slot_freed: Notify::new(),
             shutting_down: AtomicBool::new(false),
             info,
@@ -216,6 +224,12 @@ impl Node {
     /// Runs in flight on this node now.
     pub fn running(&self) -> u32 {
         self.state.total.load(Ordering::SeqCst)
+    }
+
+    /// Runs whose outcome this node has recorded since it started (a cheap
+    /// progress count; the event stream tells what each run did).
+    pub fn finished(&self) -> u64 {
+        self.handle().finished()
     }
 
     /// A handle that can enqueue-and-run on this node from other tasks.
@@ -310,12 +324,16 @@ fn spawn_run(state: &Arc<NodeState>, claimed: Claimed) {
     let cancel = CancelHandle::new();
     state.client.shared.local_runs.lock().unwrap().insert(claimed.job.id, cancel.clone());
     let slot = Slot { state: state.clone(), queue, job_id: claimed.job.id };
-    tokio::spawn(async move {
+    // Boxed: the run's future is a few KiB, and tokio would copy it into
+    // the task and again over it when the task completes.
+    tokio::spawn(Box::pin(async move {
         let state = slot.state.clone();
         let shutting_down = || state.shutting_down.load(Ordering::SeqCst);
-        executor::execute(&state.client, &state.writer, &state.id, claimed, cancel, shutting_down).await;
+        if executor::execute(&state.client, &state.writer, &state.id, claimed, cancel, shutting_down).await {
+            state.finished.fetch_add(1, Ordering::Relaxed);
+        }
         drop(slot);
-    });
+    }));
 }
 
 async fn claim_loop(state: Arc<NodeState>, queue: String, limit: u32, mut phase: watch::Receiver<Phase>) {
