@@ -23,6 +23,10 @@ async fn with_template(store: &Arc<dyn Store>, name: &str) -> Digest {
     digest
 }
 
+fn node(id: &str, heartbeat_at: i64) -> NodeInfo {
+    NodeInfo { id: id.into(), hostname: "h".into(), pid: 1, queues: "default=1".into(), started_at: T0, heartbeat_at }
+}
+
 fn job(template: &str, priority: i32, run_at: i64) -> NewJob {
     NewJob {
         template: template.into(),
@@ -237,7 +241,6 @@ async fn expiry_and_heartbeats(store: &Arc<dyn Store>) {
     store.job_insert(&[job("beat", 0, T0), job("beat", 0, T0)], T0).await.unwrap();
     let a = store.job_claim("alive", "default", 1, T0, T0 + 1000).await.unwrap().remove(0);
     let d = store.job_claim("dead", "default", 1, T0, T0 + 1000).await.unwrap().remove(0);
-    let node = |id: &str, at: i64| NodeInfo { id: id.into(), hostname: "h".into(), pid: 1, queues: "default=1".into(), started_at: T0, heartbeat_at: at };
     store.node_heartbeat(&node("alive", T0 + 900), T0 + 5000).await.unwrap();
     let expired = store.run_expired(T0 + 2000).await.unwrap();
     assert_eq!(expired.iter().map(|r| r.id).collect::<Vec<_>>(), [d.run_id], "only the silent node's run");
@@ -322,8 +325,7 @@ async fn a_heartbeat_waits_for_no_lock_on_the_runs_of_its_node() {
     let mut other = sqlx::PgConnection::connect(&db.url()).await.expect("a second connection");
     sqlx::query("BEGIN").execute(&mut other).await.unwrap();
     sqlx::query("SELECT id FROM runs WHERE id = $1 FOR UPDATE").bind(c.run_id).fetch_one(&mut other).await.unwrap();
-    let node = NodeInfo { id: "n1".into(), hostname: "h".into(), pid: 1, queues: "default=1".into(), started_at: T0, heartbeat_at: T0 + 500 };
-    tokio::time::timeout(std::time::Duration::from_secs(30), store.node_heartbeat(&node, T0 + 5000))
+    tokio::time::timeout(std::time::Duration::from_secs(30), store.node_heartbeat(&node("n1", T0 + 500), T0 + 5000))
         .await
         .expect("the heartbeat waited for the lock on the node's run")
         .unwrap();

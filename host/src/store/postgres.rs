@@ -276,8 +276,8 @@ impl Store for PostgresStore {
         let mut tx = self.begin().await?;
         let mut out = Vec::with_capacity(jobs.len());
         let mut due_queues = BTreeSet::new();
-        for (bulk, stretch) in insert_stretches(jobs) {
-            let inserted = if bulk {
+        for stretch in insert_stretches(jobs) {
+            let inserted = if stretch[0].unique_key.is_none() {
                 insert_jobs_bulk(&mut tx, stretch, now).await?.into_iter().map(Inserted::New).collect()
             } else {
                 vec![insert_job(&mut tx, &stretch[0], now).await?]

@@ -208,17 +208,8 @@ pub(crate) fn sort_closed(ends: &[(RunEnd, JobNext)], closed: &[i64]) -> (Vec<bo
 /// without a unique key can be inserted together in one statement, a job
 /// with a key is inserted alone (it may find the job holding its key).
 /// Keeping the order keeps ids, and so claim order, as the caller gave them.
-pub(crate) fn insert_stretches(jobs: &[NewJob]) -> Vec<(bool, &[NewJob])> {
-    let mut stretches: Vec<(bool, &[NewJob])> = Vec::new();
-    let mut start = 0;
-    for i in 1..=jobs.len() {
-        let keyed = jobs[i - 1].unique_key.is_some();
-        if keyed || i == jobs.len() || jobs[i].unique_key.is_some() {
-            stretches.push((!keyed, &jobs[start..i]));
-            start = i;
-        }
-    }
-    stretches
+pub(crate) fn insert_stretches(jobs: &[NewJob]) -> impl Iterator<Item = &[NewJob]> {
+    jobs.chunk_by(|a, b| a.unique_key.is_none() && b.unique_key.is_none())
 }
 
 #[cfg(test)]
@@ -243,9 +234,9 @@ mod tests {
     #[test]
     fn stretches_keep_the_order_and_put_keyed_jobs_alone() {
         let jobs = [new_job(None), new_job(None), new_job(Some("a")), new_job(Some("b")), new_job(None)];
-        let shape: Vec<(bool, usize)> = insert_stretches(&jobs).iter().map(|(bulk, s)| (*bulk, s.len())).collect();
+        let shape: Vec<(bool, usize)> = insert_stretches(&jobs).map(|s| (s[0].unique_key.is_none(), s.len())).collect();
         assert_eq!(shape, [(true, 2), (false, 1), (false, 1), (true, 1)]);
-        assert!(insert_stretches(&[]).is_empty());
-        assert_eq!(insert_stretches(&jobs[2..3]).len(), 1);
+        assert_eq!(insert_stretches(&[]).count(), 0);
+        assert_eq!(insert_stretches(&jobs[2..3]).count(), 1);
     }
 }

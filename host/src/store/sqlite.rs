@@ -293,8 +293,8 @@ impl Store for SqliteStore {
     async fn job_insert(&self, jobs: &[NewJob], now: Millis) -> Result<Vec<Inserted>, StoreError> {
         let mut tx = self.write().await?;
         let mut out = Vec::with_capacity(jobs.len());
-        for (bulk, stretch) in insert_stretches(jobs) {
-            if bulk {
+        for stretch in insert_stretches(jobs) {
+            if stretch[0].unique_key.is_none() {
                 out.extend(insert_jobs_bulk(&mut tx, stretch, now).await?.into_iter().map(Inserted::New));
             } else {
                 out.push(insert_job(&mut tx, &stretch[0], now).await?);
@@ -527,7 +527,6 @@ impl Store for SqliteStore {
     }
 
     async fn node_heartbeat(&self, node: &NodeInfo, expires_at: Millis) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO nodes (id, hostname, pid, queues, started_at, heartbeat_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, queues = excluded.queues,
@@ -540,9 +539,8 @@ impl Store for SqliteStore {
         .bind(node.started_at)
         .bind(node.heartbeat_at)
         .bind(expires_at)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
