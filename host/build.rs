@@ -3,6 +3,11 @@
 //!
 //! The nested cargo gets its own target directory (`<target>/example-jobs`):
 //! sharing the outer one would deadlock on cargo's build lock.
+//!
+//! rustup installs the targets of `rust-toolchain.toml` only when it installs
+//! the toolchain itself, so a machine that already had `stable` lacks the
+//! `wasm32-wasip2` standard library: this script adds it through rustup for the
+//! active toolchain (saying so), or stops with one line naming what to run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +30,8 @@ fn main() {
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
     let target_dir = out_dir.ancestors().nth(4).expect("OUT_DIR has the usual shape").join("example-jobs");
 
+    ensure_guest_target();
+
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&jobs_dir)
@@ -40,9 +47,7 @@ fn main() {
     let status = cmd.status().expect("running cargo to build the example jobs");
     if !status.success() {
         panic!(
-            "building the example jobs for wasm32-wasip2 failed (see above). If the target is missing, \
-             run `rustup target add wasm32-wasip2` (rust-toolchain.toml lists it, so rustup normally \
-             installs it by itself)."
+            "building the example jobs for wasm32-wasip2 failed (see the cargo output above)"
         );
     }
 
@@ -66,6 +71,66 @@ fn main() {
     }
     table.push_str("]\n");
     std::fs::write(out_dir.join("example_jobs.rs"), table).unwrap();
+}
+
+/// The target the example jobs are built for.
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// Makes sure the active toolchain has the guest target's standard library,
+/// installing it with rustup when it is missing.
+fn ensure_guest_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let libdir = |rustc: &str| -> Option<PathBuf> {
+        let out = Command::new(rustc).args(["--print", "target-libdir", "--target", GUEST_TARGET]).output().ok()?;
+        out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    };
+    let has_std = |dir: &Option<PathBuf>| {
+        dir.as_ref().and_then(|d| std::fs::read_dir(d).ok()).is_some_and(|entries| {
+            entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+        })
+    };
+    let dir = libdir(&rustc);
+    if has_std(&dir) {
+        return;
+    }
+    let toolchain = active_toolchain(&rustc);
+    let rustup_ok = Command::new("rustup").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !rustup_ok {
+        panic!(
+            "the {GUEST_TARGET} standard library is missing from this Rust toolchain and rustup is not on PATH: \
+             install the {GUEST_TARGET} target for `{rustc}` (with rustup: `rustup target add {GUEST_TARGET}`)"
+        );
+    }
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", GUEST_TARGET]);
+    if let Some(toolchain) = &toolchain {
+        add.args(["--toolchain", toolchain]);
+    }
+    println!(
+        "cargo:warning=the {GUEST_TARGET} target was missing from toolchain {}: running `rustup target add {GUEST_TARGET}{}`",
+        toolchain.as_deref().unwrap_or("(default)"),
+        toolchain.as_deref().map(|t| format!(" --toolchain {t}")).unwrap_or_default(),
+    );
+    eprintln!("elihu build: installing the {GUEST_TARGET} target with rustup (needed to build the example jobs)");
+    let status = add.status().expect("running rustup");
+    if !status.success() || !has_std(&libdir(&rustc)) {
+        panic!(
+            "`rustup target add {GUEST_TARGET}` did not install the {GUEST_TARGET} standard library; \
+             run it by hand and build again"
+        );
+    }
+}
+
+/// The rustup toolchain the build runs under: rustup's proxy names it in
+/// `RUSTUP_TOOLCHAIN`; otherwise the name of rustc's sysroot under rustup's home.
+fn active_toolchain(rustc: &str) -> Option<String> {
+    if let Ok(name) = std::env::var("RUSTUP_TOOLCHAIN") {
+        return Some(name);
+    }
+    let out = Command::new(rustc).args(["--print", "sysroot"]).output().ok()?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let parent = sysroot.parent()?;
+    (parent.file_name()? == "toolchains").then(|| sysroot.file_name().map(|n| n.to_string_lossy().into_owned()))?
 }
 
 fn rerun_if_changed_tree(dir: &Path) {
