@@ -31,6 +31,7 @@ mod cli_run;
 mod hostile;
 mod loading;
 mod multinode;
+mod outbound;
 mod queue;
 mod runtime;
 mod schedules;

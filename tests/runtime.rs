@@ -146,7 +146,8 @@ async fn escape_is_denied_everything() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let outcome = run("escape", json!({"connect": addr})).await;
+    let url = format!("http://{addr}/");
+    let outcome = run("escape", json!({"connect": addr, "url": url})).await;
     let out = output(&outcome);
     let attempts = out["attempts"].as_array().unwrap();
     let tried: Vec<&str> = attempts.iter().map(|a| a["what"].as_str().unwrap()).collect();
@@ -160,12 +161,21 @@ async fn escape_is_denied_everything() {
             &format!("connect tcp {addr}"),
             "resolve localhost",
             "bind udp 0.0.0.0:0",
+            &format!("http get {url}"),
         ]
     );
     for a in attempts {
         assert_eq!(a["denied"], true, "not denied: {a}");
     }
     assert_eq!(out["all_denied"], true);
+    let http = &attempts[7]["detail"];
+    assert_eq!(http, &json!(format!("the request to {url} was denied: the job's template does not grant this host")));
+    // The HTTP attempt is the run's one call; the log names it.
+    assert_eq!(outcome.calls.len(), 1);
+    assert_eq!(outcome.calls[0].target, format!("http://{addr}/"));
+    assert!(outcome.calls[0].denied.is_some());
+    let refusal = format!("outbound GET http://{addr}/ refused: template \"escape\" grants no such host (allowed: none)");
+    assert!(outcome.logs.iter().any(|l| l.level == LogLevel::Host && l.message == refusal), "{:?}", outcome.logs);
     assert!(listener.accept().is_err(), "the guest reached the host's listener");
     assert!(!std::path::Path::new("/tmp/elihu-escape").exists());
 }

@@ -41,10 +41,15 @@
 //!
 //! While it runs, a job can [`log`] (or use the [`info!`] family of macros),
 //! report [`progress`], save a [`checkpoint`] that the next attempt receives
-//! in [`JobInfo::checkpoint`], and read [`config`] values set on its template.
+//! in [`JobInfo::checkpoint`], read [`config`] values set on its template,
+//! call the hosts its template grants with the blocking [`http`] client
+//! (or open TCP connections to granted `tcp://` entries with
+//! `std::net::TcpStream`), and read the [`secret`]s its template grants.
 #![deny(missing_docs)]
 
 extern crate self as elihu_guest;
+
+pub mod http;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -185,6 +190,18 @@ pub fn checkpoint<T: Serialize + ?Sized>(state: &T) -> Result<(), serde_json::Er
 /// The configuration value `key` set on the job's template, if any.
 pub fn config(key: &str) -> Option<String> {
     host::config(key)
+}
+
+/// The value of the secret `name`, if the job's template grants it to the
+/// job (`elihu template push --secret NAME`); `None` otherwise.
+///
+/// Prefer a header grant for HTTP (`--header 'Authorization=Bearer
+/// {{secret:NAME}}'`): the host adds it and the job never holds the value.
+/// Read a secret only where the job must speak it itself (a password in a
+/// line protocol). Wherever the value shows up in the run's logs, stdout,
+/// stderr, progress, checkpoint, output or error, elihu stores `***`.
+pub fn secret(name: &str) -> Option<String> {
+    host::secret(name)
 }
 
 /// Formats and logs a line at a [`Level`]; the macros below are shorthands.

@@ -44,10 +44,12 @@ pub mod clock;
 pub mod engine;
 pub mod events;
 pub mod examples;
+pub mod grants;
 pub mod queue;
 pub mod runtime;
 pub mod schedule;
 pub mod schema;
+pub mod secrets;
 pub mod store;
 pub mod units;
 

@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use elihu::runtime::{JobInfo, LoadedJob, RunLimits, RunOutcome, RunRequest, Runtime, RuntimeConfig};
+use elihu::grants::{AllowedHost, Grants, HeaderGrant};
+use elihu::runtime::{Capabilities, JobInfo, LoadedJob, RunLimits, RunOutcome, RunRequest, Runtime, RuntimeConfig};
 use serde_json::Value;
 
 pub mod node;
 pub mod postgres;
 pub mod process;
+pub mod servers;
 
 /// A directory for compiled artifacts shared by every runtime in this test
 /// process, so each example is compiled once.
@@ -28,6 +30,52 @@ pub fn runtime_with_tick(tick: Duration) -> Runtime {
         ..RuntimeConfig::default()
     })
     .expect("runtime")
+}
+
+/// A runtime that trusts the certificates in `ca_file` for outbound HTTPS.
+pub fn runtime_trusting(ca_file: &Path) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        max_concurrent_runs: 8,
+        artifact_dir: Some(artifact_dir().to_path_buf()),
+        ca_file: Some(ca_file.to_path_buf()),
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
+}
+
+/// What a test run may reach, built up grant by grant.
+#[derive(Default)]
+pub struct Grant(Capabilities);
+
+impl Grant {
+    /// Allowed hosts.
+    pub fn hosts(entries: &[&str]) -> Grant {
+        let allowed_hosts = entries.iter().map(|e| AllowedHost::parse(e).unwrap()).collect();
+        Grant(Capabilities { grants: Grants { allowed_hosts, ..Grants::default() }, ..Capabilities::default() })
+    }
+
+    /// A header (`Name=Value`) the host adds for `host`, one of the allowed hosts.
+    pub fn header(mut self, host: &str, text: &str) -> Grant {
+        self.0.grants.headers.push(HeaderGrant::parse(AllowedHost::parse(host).unwrap(), text).unwrap());
+        self
+    }
+
+    /// A secret's value, for the header placeholders.
+    pub fn secret(mut self, name: &str, value: &str) -> Grant {
+        self.0.secrets.insert(name.into(), value.to_string().into());
+        self
+    }
+
+    /// A secret the job may read.
+    pub fn readable(mut self, name: &str, value: &str) -> Grant {
+        self.0.grants.secrets.push(name.into());
+        self.secret(name, value)
+    }
+
+    /// The capabilities of a run.
+    pub fn build(self) -> Option<Arc<Capabilities>> {
+        Some(Arc::new(self.0))
+    }
 }
 
 /// The runtime most tests share (10 ms tick).

@@ -1,9 +1,10 @@
 //! `escape`: tries to leave the sandbox (files, directories, environment,
-//! network, name lookup) and reports what it got.
+//! TCP, name lookup, UDP, HTTP) and reports what it got. On a template that
+//! grants nothing, every attempt is denied.
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
 
-use elihu_guest::{JobInfo, job};
+use elihu_guest::{JobInfo, http, job};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -11,6 +12,13 @@ struct Context {
     /// Where to try a TCP connection (`host:port`).
     #[serde(default = "default_connect")]
     connect: String,
+    /// Where to try an HTTP request.
+    #[serde(default = "default_url")]
+    url: String,
+}
+
+fn default_url() -> String {
+    "http://127.0.0.1:80/".into()
 }
 
 fn default_connect() -> String {
@@ -79,6 +87,10 @@ fn run(ctx: Context, _job: &JobInfo) -> Result<Output, String> {
         attempt(
             "bind udp 0.0.0.0:0",
             UdpSocket::bind("0.0.0.0:0").map(|s| format!("bound {:?}", s.local_addr())).map_err(|e| e.to_string()),
+        ),
+        attempt(
+            &format!("http get {}", ctx.url),
+            http::get(&ctx.url).map(|r| format!("status {}", r.status())).map_err(|e| e.to_string()),
         ),
     ];
     for a in &attempts {

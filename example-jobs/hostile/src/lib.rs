@@ -1,8 +1,11 @@
 //! `hostile`: a job that attacks its node, one stream from guest to host at
 //! a time: floods of logs, stdout, progress and checkpoints; a huge error,
 //! output, checkpoint, log line or progress message; deep recursion; one
-//! huge allocation; a guest blocked in a host call. Every attack must end
-//! with a precise reason and leave the node and its database within bounds.
+//! huge allocation; a guest blocked in a host call; a granted secret leaked
+//! into every channel (logs, stdout split across writes, stderr, progress,
+//! checkpoint, output, error), right where the host cuts a line. Every
+//! attack must end with a precise reason and leave the node and its
+//! database within bounds, and no secret value stored.
 use std::io::Write;
 
 use elihu_guest::{JobInfo, job};
@@ -15,6 +18,13 @@ struct Context {
     count: u64,
     #[serde(default = "default_bytes")]
     bytes: usize,
+    /// The secret the leak modes read.
+    #[serde(default = "default_secret")]
+    secret: String,
+}
+
+fn default_secret() -> String {
+    "token".into()
 }
 
 fn default_count() -> u64 {
@@ -95,6 +105,28 @@ fn run(ctx: Context, _job: &JobInfo) -> Result<Output, String> {
             // A WASI sleep: the guest waits inside a host call for an hour.
             std::thread::sleep(std::time::Duration::from_secs(3600));
             1
+        }
+        "leak-secret" | "leak-secret-error" => {
+            let secret = elihu_guest::secret(&ctx.secret)
+                .ok_or_else(|| format!("the template grants no readable secret `{}`", ctx.secret))?;
+            // `bytes` of padding puts the value across the host's cut of a
+            // long line (or of the failure message).
+            let pad = "x".repeat(ctx.bytes);
+            if ctx.mode == "leak-secret-error" {
+                return Err(format!("{pad}{secret}"));
+            }
+            elihu_guest::info!("the secret is {secret}");
+            elihu_guest::info!("{pad}{secret}");
+            let mut out = std::io::stdout().lock();
+            let (head, tail) = secret.split_at(secret.len() / 2);
+            let _ = out.write_all(format!("stdout {head}").as_bytes());
+            let _ = out.flush();
+            let _ = out.write_all(format!("{tail} end\n").as_bytes());
+            let _ = out.flush();
+            eprintln!("stderr {secret}");
+            elihu_guest::progress(50, format!("progress {secret}"));
+            elihu_guest::checkpoint(&format!("checkpoint {secret}")).map_err(|e| e.to_string())?;
+            return Ok(Output { mode: format!("output {secret}"), calls: 1 });
         }
         other => return Err(format!("unknown mode `{other}`")),
     };

@@ -66,6 +66,7 @@ async fn execute_in_span(
                 config: Arc::new(config),
                 cancel: cancel.clone(),
                 feed: Some(feed.clone()),
+                ..RunRequest::default()
             };
             let reporter = Reporter { client: client.clone(), node_id: node_id.to_string(), job_id: job.id, run_id, feed };
             let (ended, ended_rx) = tokio::sync::oneshot::channel();
@@ -82,6 +83,7 @@ async fn execute_in_span(
             logs: Vec::new(),
             progress: None,
             checkpoint: None,
+            calls: Vec::new(),
             duration: Duration::ZERO,
         },
     };

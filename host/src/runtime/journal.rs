@@ -1,65 +1,20 @@
 //! What a guest sends the host while it runs (log lines, stdout/stderr,
-//! progress, checkpoints) and what it leaves behind (output, error message),
-//! each within a bound ([`GuestLimits`]): the journal keeps what fits, counts
-//! what does not, notes every cut on the run's log, and hands watchers a
-//! bounded live [`RunFeed`] that holds only the latest progress and
-//! checkpoint however fast the guest reports them.
+//! progress, checkpoints) and what it leaves behind (output, error message,
+//! the audit of its outbound calls), each within a bound ([`GuestLimits`])
+//! and with granted secret values replaced by `***` before any cut: the
+//! journal keeps what fits, counts what does not, notes every cut on the
+//! run's log, and hands watchers a bounded live [`RunFeed`] that holds only
+//! the latest progress and checkpoint however fast the guest reports them.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::audit::Audit;
+use super::limits::GuestLimits;
 use super::outcome::{LogLevel, LogLine, Progress};
+use super::redact::{Redactor, StreamRedactor};
 use crate::units::format_size_human;
-
-/// Every bound a guest meets besides its memory and time, per run. The node
-/// defaults suit most jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GuestLimits {
-    /// Log lines kept per run (host logs, stdout and stderr together);
-    /// later lines are counted and dropped.
-    pub max_log_lines: usize,
-    /// Bytes of log text kept per run.
-    pub max_log_bytes: usize,
-    /// The longest log line (or stdout/stderr line); longer ones are cut.
-    pub max_log_line_bytes: usize,
-    /// The longest failure message (the guest's error, a trap's message);
-    /// a longer one is truncated.
-    pub max_message_bytes: usize,
-    /// The longest progress message; a longer one is cut.
-    pub max_progress_message_bytes: usize,
-    /// Largest checkpoint accepted; a larger one is refused and the previous
-    /// checkpoint stands.
-    pub max_checkpoint_bytes: usize,
-    /// Largest output accepted; a larger one fails the run.
-    pub max_output_bytes: usize,
-    /// Progress is stored and streamed at most once per this interval; reports
-    /// in between are coalesced to the latest.
-    pub progress_interval: Duration,
-    /// A running job's checkpoint is stored at most once per this interval
-    /// (the latest one is always stored with the run's outcome).
-    pub checkpoint_interval: Duration,
-    /// Log lines waiting to be streamed to watchers; past it lines are kept
-    /// in the run's log but not streamed live.
-    pub max_streamed_lines: usize,
-}
-
-impl Default for GuestLimits {
-    fn default() -> Self {
-        GuestLimits {
-            max_log_lines: 10_000,
-            max_log_bytes: 256 << 10,
-            max_log_line_bytes: 16 << 10,
-            max_message_bytes: 64 << 10,
-            max_progress_message_bytes: 1 << 10,
-            max_checkpoint_bytes: 1 << 20,
-            max_output_bytes: 1 << 20,
-            progress_interval: Duration::from_millis(250),
-            checkpoint_interval: Duration::from_secs(1),
-            max_streamed_lines: 1024,
-        }
-    }
-}
 
 /// `text` cut to at most `max` bytes on a character boundary.
 pub(crate) fn truncate_utf8(text: &mut String, max: usize) {
@@ -98,6 +53,13 @@ pub(crate) struct Journal {
     /// Cuts noted by the runtime itself (the failure message).
     notes: Vec<String>,
     feed: Option<Arc<RunFeed>>,
+    /// The granted secret values to hide, if the run has any.
+    redactor: Option<Arc<Redactor>>,
+    streams: [Option<StreamRedactor>; 2],
+    /// The run's outbound calls.
+    pub(crate) audit: Audit,
+    /// The first limit the run broke (its outbound bounds): it fails the run.
+    pub(crate) violation: Option<String>,
 }
 
 impl Journal {
@@ -118,6 +80,43 @@ impl Journal {
             line_len: [0; 2],
             notes: Vec::new(),
             feed,
+            redactor: None,
+            streams: [None, None],
+            audit: Audit::default(),
+            violation: None,
+        }
+    }
+
+    /// Hides `redactor`'s values from everything recorded from now on.
+    pub(crate) fn redact_with(&mut self, redactor: Arc<Redactor>) {
+        self.streams = [Some(StreamRedactor::new(redactor.clone())), Some(StreamRedactor::new(redactor.clone()))];
+        self.redactor = Some(redactor);
+    }
+
+    /// Replaces granted secret values in `text` (output, failure message).
+    pub(crate) fn redact(&self, text: &mut String) {
+        if let Some(r) = &self.redactor {
+            r.in_place(text);
+        }
+    }
+
+
+    /// Milliseconds since the run started.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.at_ms()
+    }
+
+    /// A line elihu writes about the run (a refused call), in time order and
+    /// within the same caps as the guest's lines.
+    pub(crate) fn host_line(&mut self, message: String) {
+        self.log(LogLevel::Host, message);
+    }
+
+    /// Records that the run broke one of its bounds; the first one is kept
+    /// and fails the run.
+    pub(crate) fn violate(&mut self, message: String) {
+        if self.violation.is_none() {
+            self.violation = Some(message);
         }
     }
 
@@ -126,6 +125,7 @@ impl Journal {
     }
 
     pub(crate) fn log(&mut self, level: LogLevel, mut message: String) {
+        self.redact(&mut message);
         let max = self.limits.max_log_line_bytes;
         let whole = message.len();
         if whole > max {
@@ -155,6 +155,7 @@ impl Journal {
     }
 
     pub(crate) fn progress(&mut self, percent: u8, mut message: String) {
+        self.redact(&mut message);
         if message.len() > self.limits.max_progress_message_bytes {
             self.progress_cut = (self.progress_cut.0 + 1, self.progress_cut.1.max(message.len()));
             truncate_utf8(&mut message, self.limits.max_progress_message_bytes);
@@ -166,7 +167,8 @@ impl Journal {
         self.progress = Some(progress);
     }
 
-    pub(crate) fn checkpoint(&mut self, state: String) {
+    pub(crate) fn checkpoint(&mut self, mut state: String) {
+        self.redact(&mut state);
         if state.len() > self.limits.max_checkpoint_bytes {
             self.checkpoints_refused = (self.checkpoints_refused.0 + 1, self.checkpoints_refused.1.max(state.len()));
             return;
@@ -180,8 +182,19 @@ impl Journal {
     /// Bytes written to stdout (`stream` 0) or stderr (1), split into lines.
     /// A line longer than the longest log line is logged cut as soon as it
     /// is that long, and the rest of it, up to its newline, is skipped:
-    /// nothing is held without bound.
-    pub(crate) fn write(&mut self, stream: usize, mut bytes: &[u8]) {
+    /// nothing is held without bound. Secret values are replaced first,
+    /// however the guest split them across writes.
+    pub(crate) fn write(&mut self, stream: usize, bytes: &[u8]) {
+        match &mut self.streams[stream] {
+            Some(redactor) => {
+                let released = redactor.push(bytes);
+                self.split_lines(stream, &released);
+            }
+            None => self.split_lines(stream, bytes),
+        }
+    }
+
+    fn split_lines(&mut self, stream: usize, mut bytes: &[u8]) {
         let max = self.limits.max_log_line_bytes;
         while !bytes.is_empty() {
             let newline = bytes.iter().position(|&b| b == b'\n');
@@ -254,6 +267,10 @@ impl Journal {
     /// log always says what was cut).
     pub(crate) fn finish(&mut self) {
         for stream in 0..2 {
+            if let Some(mut redactor) = self.streams[stream].take() {
+                let rest = redactor.finish();
+                self.split_lines(stream, &rest);
+            }
             if self.skipping[stream] || !self.partial[stream].is_empty() {
                 self.end_stream_line(stream);
             }

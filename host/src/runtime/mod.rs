@@ -1,13 +1,18 @@
 //! The sandboxed runtime: one wasmtime `Engine` (epoch interruption, pooling
 //! allocator), a digest-keyed cache of ready-to-instantiate components, and
 //! `Runtime::run`, which gives every run a fresh instance with a memory cap,
-//! a deadline and a WASI context without files, environment or network, and
-//! classifies how it ended. Knows nothing of SQL.
+//! a deadline and a WASI context without files or environment, with network
+//! only as its [`Capabilities`] grant, and classifies how it ended. Knows
+//! nothing of SQL.
 
+mod audit;
 mod cancel;
 mod component;
 mod journal;
+mod limits;
+mod net;
 mod outcome;
+mod redact;
 mod sandbox;
 
 use std::collections::BTreeMap;
@@ -19,13 +24,18 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
+pub use audit::Call;
 pub use cancel::CancelHandle;
 pub use component::{Digest, LoadError, LoadSource, LoadedJob};
-pub use journal::{FeedBatch, GuestLimits, RunFeed, Throttle};
+pub use journal::{FeedBatch, RunFeed, Throttle};
+pub use limits::{GuestLimits, LimitError, TemplateLimits};
+pub use net::{Capabilities, TlsError};
 pub use outcome::{Ending, LogLevel, LogLine, Progress, Reason, RunOutcome, RunResult};
 
 use component::ComponentCache;
 use journal::Journal;
+use net::{GrantedLookup, RunNet};
+use redact::Redactor;
 use sandbox::{Interruption, RunState};
 
 pub(crate) mod bindings {
@@ -48,8 +58,11 @@ pub struct RuntimeConfig {
     /// Where compiled artifacts are kept between restarts (`None`: in memory only).
     pub artifact_dir: Option<PathBuf>,
     /// Every other bound a guest meets: logs, messages, progress,
-    /// checkpoints, output.
+    /// checkpoints, output, outbound calls. A template may tighten them.
     pub limits: GuestLimits,
+    /// Extra trusted root certificates (PEM) for outbound HTTPS, beside the
+    /// public web roots: a private CA, a test server's own certificate.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -60,6 +73,7 @@ impl Default for RuntimeConfig {
             max_memory: 1 << 30,
             artifact_dir: None,
             limits: GuestLimits::default(),
+            ca_file: None,
         }
     }
 }
@@ -70,6 +84,9 @@ pub enum RuntimeError {
     /// wasmtime refused the engine configuration.
     #[error("the wasm engine could not be configured: {0}")]
     Engine(String),
+    /// The extra trusted roots could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Limits of one run.
@@ -118,6 +135,10 @@ pub struct RunRequest {
     /// Receives logs, progress and checkpoints as they happen, in bounded
     /// memory (see [`RunFeed`]).
     pub feed: Option<Arc<RunFeed>>,
+    /// What the run may reach and read (`None`: nothing).
+    pub capabilities: Option<Arc<Capabilities>>,
+    /// The template's own bounds, tightening the node's.
+    pub template_limits: TemplateLimits,
 }
 
 /// The sandboxed runtime. Cheap to share (`Arc`); one per process is plenty.
@@ -126,6 +147,7 @@ pub struct Runtime {
     linker: Linker<RunState>,
     cache: ComponentCache,
     config: RuntimeConfig,
+    tls: Arc<rustls::ClientConfig>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -165,10 +187,21 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
 
+        let tls = net::tls_config(config.ca_file.as_deref())?;
+        let engine_err = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        bindings::Job::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
+        // Name lookup resolves only granted names: wasmtime-wasi's is
+        // replaced by one that checks first and then delegates to it.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::add_to_linker::<RunState, GrantedLookup>(
+            &mut linker,
+            GrantedLookup::view,
+        )
+        .map_err(engine_err)?;
+        linker.allow_shadowing(false);
+        bindings::Job::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(engine_err)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
@@ -188,7 +221,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(format!("could not start the epoch ticker: {e}")))?;
 
         let cache = ComponentCache::new(&engine, config.artifact_dir.clone());
-        Ok(Runtime { engine, linker, cache, config, ticker_stop })
+        Ok(Runtime { engine, linker, cache, config, tls, ticker_stop })
     }
 
     /// The configuration it was built with.
@@ -219,8 +252,24 @@ impl Runtime {
         let started = Instant::now();
         let deadline = started + request.limits.timeout;
         let memory_cap = request.limits.memory.min(self.config.max_memory) as usize;
-        let journal = Arc::new(Mutex::new(Journal::new(started, self.config.limits, request.feed.clone())));
-        let mut store = Store::new(&self.engine, RunState::new(journal.clone(), memory_cap, request.config.clone()));
+        let limits = if request.template_limits.is_empty() {
+            self.config.limits
+        } else {
+            self.config.limits.with(&request.template_limits)
+        };
+        let mut journal = Journal::new(started, limits, request.feed.clone());
+        if let Some(caps) = &request.capabilities
+            && let Some(redactor) = Redactor::new(caps.secrets.values().map(|v| v.expose()))
+        {
+            journal.redact_with(redactor);
+        }
+        let journal = Arc::new(Mutex::new(journal));
+        let net = match RunNet::new(&request.info.template, journal.clone(), limits, request.capabilities.clone(), &self.tls) {
+            Ok(net) => net,
+            Err(e) => return finish(Ending::Failed { reason: Reason::Error, message: e.to_string() }, &journal, started),
+        };
+        let state = RunState::new(journal.clone(), memory_cap, request.config.clone(), net, request.capabilities.clone());
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
         let cancel = request.cancel.clone();
@@ -229,6 +278,8 @@ impl Runtime {
                 Some(Interruption::Cancelled)
             } else if Instant::now() >= deadline {
                 Some(Interruption::Timeout)
+            } else if ctx.data().journal.lock().unwrap().violation.is_some() {
+                Some(Interruption::Limit)
             } else {
                 None
             };
@@ -267,20 +318,11 @@ impl Runtime {
                 _ = request.cancel.cancelled() => None,
             }
         };
-        let ending = self.classify(&mut store, finished, &request, deadline);
-        let mut journal = journal.lock().unwrap();
-        let ending = match refine_trap(ending, &journal) {
-            Ending::Failed { reason, message } => Ending::Failed { reason, message: journal.bound_message(message) },
-            succeeded => succeeded,
-        };
-        journal.finish();
-        RunOutcome {
-            ending,
-            logs: std::mem::take(&mut journal.lines),
-            progress: journal.progress.take(),
-            checkpoint: journal.checkpoint.take(),
-            duration: started.elapsed(),
-        }
+        let ending = self.classify(&mut store, finished, &request, deadline, &limits);
+        // Dropping the store ends whatever the run left in flight (requests,
+        // connections) and closes their audit rows.
+        drop(store);
+        finish(ending, &journal, started)
     }
 
     fn classify(
@@ -289,16 +331,22 @@ impl Runtime {
         finished: Option<Result<Result<String, String>, Failure>>,
         request: &RunRequest,
         deadline: Instant,
+        limits: &GuestLimits,
     ) -> Ending {
         let timeout_message =
             || format!("the run passed its timeout of {}", crate::units::format_duration(request.limits.timeout));
         let cancelled = || Ending::Failed { reason: Reason::Cancelled, message: "the run was cancelled".into() };
         let state = store.data();
+        if let Some(message) = state.journal.lock().unwrap().violation.clone()
+            && !request.cancel.is_cancelled()
+        {
+            return Ending::Failed { reason: Reason::Error, message };
+        }
         match finished {
             None if request.cancel.is_cancelled() => cancelled(),
             None => Ending::Failed { reason: Reason::Timeout, message: timeout_message() },
             Some(Ok(Ok(output))) => {
-                let max = self.config.limits.max_output_bytes;
+                let max = limits.max_output_bytes;
                 if output.len() > max {
                     Ending::Failed {
                         reason: Reason::Error,
@@ -320,6 +368,10 @@ impl Runtime {
             Some(Err(Failure::Instantiate(error) | Failure::Call(error))) => match state.interrupted {
                 Some(Interruption::Cancelled) => cancelled(),
                 Some(Interruption::Timeout) => Ending::Failed { reason: Reason::Timeout, message: timeout_message() },
+                Some(Interruption::Limit) => Ending::Failed {
+                    reason: Reason::Error,
+                    message: "the run broke one of its outbound limits".into(),
+                },
                 None if Instant::now() >= deadline && error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
                     Ending::Failed { reason: Reason::Timeout, message: timeout_message() }
                 }
@@ -342,6 +394,39 @@ impl Runtime {
                 },
             },
         }
+    }
+}
+
+/// Everything the run left behind, with secret values hidden before any cut.
+fn finish(ending: Ending, journal: &Mutex<Journal>, started: Instant) -> RunOutcome {
+    let mut journal = journal.lock().unwrap();
+    let ending = match ending {
+        Ending::Succeeded { mut output } => {
+            journal.redact(&mut output);
+            Ending::Succeeded { output }
+        }
+        Ending::Failed { reason, mut message } => {
+            journal.redact(&mut message);
+            match refine_trap(Ending::Failed { reason, message }, &journal) {
+                Ending::Failed { reason, message } => Ending::Failed { reason, message: journal.bound_message(message) },
+                succeeded => succeeded,
+            }
+        }
+    };
+    journal.finish();
+    let mut calls = journal.audit.finish();
+    for call in &mut calls {
+        for text in [&mut call.target].into_iter().chain(call.denied.as_mut()).chain(call.error.as_mut()) {
+            journal.redact(text);
+        }
+    }
+    RunOutcome {
+        ending,
+        logs: std::mem::take(&mut journal.lines),
+        progress: journal.progress.take(),
+        checkpoint: journal.checkpoint.take(),
+        calls,
+        duration: started.elapsed(),
     }
 }
 

@@ -166,6 +166,8 @@ pub struct RunOutcome {
     pub progress: Option<Progress>,
     /// The last checkpoint it saved.
     pub checkpoint: Option<String>,
+    /// Every outbound call it made or tried, in order (its audit).
+    pub calls: Vec<super::Call>,
     /// Wall time from the start of instantiation to the end of the run.
     pub duration: Duration,
 }

@@ -1,7 +1,8 @@
-//! The per-run sandbox: the store's data (WASI context without files,
-//! environment or network; stdout/stderr captured into the run's journal;
-//! memory limiter) and the host imports a job calls (`log`, `progress`,
-//! `checkpoint`, `config`).
+//! The per-run sandbox: the store's data (WASI context without files or
+//! environment, with network only as the template grants through the run's
+//! [`RunNet`]; stdout/stderr captured into the run's journal; memory
+//! limiter; the `wasi:http` context) and the host imports a job calls
+//! (`log`, `progress`, `checkpoint`, `config`, `secret`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,10 +11,13 @@ use bytes::Bytes;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::sockets::WasiSocketsCtxView;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::elihu::job::{host, types};
 use super::journal::Journal;
+use super::net::{Capabilities, NetHooks, RunNet, socket_check};
 use super::outcome::LogLevel;
 
 /// The guest's stdout or stderr, captured into the run's journal.
@@ -118,42 +122,72 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 pub(crate) enum Interruption {
     Timeout,
     Cancelled,
+    /// The run broke one of its outbound bounds.
+    Limit,
 }
 
 /// The data of one run's wasmtime `Store`.
 pub(crate) struct RunState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
     table: ResourceTable,
+    hooks: NetHooks,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) journal: Arc<Mutex<Journal>>,
     config: Arc<BTreeMap<String, String>>,
+    capabilities: Option<Arc<Capabilities>>,
     pub(crate) interrupted: Option<Interruption>,
 }
 
 impl RunState {
-    pub(crate) fn new(journal: Arc<Mutex<Journal>>, memory_cap: usize, config: Arc<BTreeMap<String, String>>) -> Self {
-        let wasi = WasiCtxBuilder::new()
-            .stdout(CapturedStream::stdout(&journal))
+    pub(crate) fn new(
+        journal: Arc<Mutex<Journal>>,
+        memory_cap: usize,
+        config: Arc<BTreeMap<String, String>>,
+        net: Arc<RunNet>,
+        capabilities: Option<Arc<Capabilities>>,
+    ) -> Self {
+        let (tcp, lookup) = net.tcp();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(CapturedStream::stdout(&journal))
             .stderr(CapturedStream::stderr(&journal))
-            .allow_tcp(false)
+            .allow_tcp(tcp)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }))
-            .build();
+            .allow_ip_name_lookup(lookup);
+        if tcp {
+            wasi.socket_addr_check(socket_check(net.clone()));
+        } else {
+            wasi.socket_addr_check(|_, _| Box::pin(async { false }));
+        }
         RunState {
-            wasi,
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            hooks: NetHooks { net },
             limiter: MemoryLimiter::new(memory_cap),
             journal,
             config,
+            capabilities,
             interrupted: None,
         }
+    }
+
+    /// The sockets view and the run's network state, borrowed together (for
+    /// the granted name lookup).
+    pub(crate) fn sockets_and_net(&mut self) -> (WasiSocketsCtxView<'_>, &Arc<RunNet>) {
+        (WasiSocketsCtxView { ctx: self.wasi.sockets(), table: &mut self.table }, &self.hooks.net)
     }
 }
 
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
     }
 }
 
@@ -181,5 +215,9 @@ impl host::Host for RunState {
 
     fn config(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
+    }
+
+    fn secret(&mut self, name: String) -> Option<String> {
+        self.capabilities.as_ref()?.readable(&name).map(|v| v.expose().to_string())
     }
 }
