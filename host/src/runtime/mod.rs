@@ -34,7 +34,7 @@ pub use outcome::{Ending, LogLevel, LogLine, Progress, Reason, RunOutcome, RunRe
 
 use component::ComponentCache;
 use journal::Journal;
-use net::{GrantedLookup, RunNet};
+use net::{GrantedLookup, NetHooks, RunNet};
 use redact::Redactor;
 use sandbox::{Interruption, RunState};
 
@@ -248,7 +248,7 @@ impl Runtime {
 
     /// Runs a job once in a fresh sandbox and says how it ended. Never fails
     /// itself: every way a run can end is an [`Ending`].
-    pub async fn run(&self, job: &LoadedJob, request: RunRequest) -> RunOutcome {
+    pub async fn run(&self, job: &LoadedJob, mut request: RunRequest) -> RunOutcome {
         let started = Instant::now();
         let deadline = started + request.limits.timeout;
         let memory_cap = request.limits.memory.min(self.config.max_memory) as usize;
@@ -264,11 +264,13 @@ impl Runtime {
             journal.redact_with(redactor);
         }
         let journal = Arc::new(Mutex::new(journal));
-        let net = match RunNet::new(&request.info.template, journal.clone(), limits, request.capabilities.clone(), &self.tls) {
+        let template = std::mem::take(&mut request.info.template);
+        let net = match RunNet::new(&template, &journal, limits, request.capabilities.as_ref(), &self.tls) {
             Ok(net) => net,
             Err(e) => return finish(Ending::Failed { reason: Reason::Error, message: e.to_string() }, &journal, started),
         };
-        let state = RunState::new(journal.clone(), memory_cap, request.config.clone(), net, request.capabilities.clone());
+        let hooks = NetHooks::new(net, template.clone(), journal.clone(), limits);
+        let state = RunState::new(journal.clone(), memory_cap, request.config.clone(), hooks, request.capabilities.clone());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
@@ -297,10 +299,10 @@ impl Runtime {
 
         let info = bindings::JobInfo {
             id: request.info.id,
-            template: request.info.template.clone(),
+            template,
             attempt: request.info.attempt,
             max_attempts: request.info.max_attempts,
-            checkpoint: request.info.checkpoint.clone(),
+            checkpoint: request.info.checkpoint.take(),
         };
         let finished = {
             let call = async {

@@ -144,17 +144,17 @@ impl RunState {
         journal: Arc<Mutex<Journal>>,
         memory_cap: usize,
         config: Arc<BTreeMap<String, String>>,
-        net: Arc<RunNet>,
+        hooks: NetHooks,
         capabilities: Option<Arc<Capabilities>>,
     ) -> Self {
-        let (tcp, lookup) = net.tcp();
+        let (tcp, lookup) = hooks.tcp();
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(CapturedStream::stdout(&journal))
             .stderr(CapturedStream::stderr(&journal))
             .allow_tcp(tcp)
             .allow_udp(false)
             .allow_ip_name_lookup(lookup);
-        if tcp {
+        if let Some(net) = hooks.granted().filter(|_| tcp) {
             wasi.socket_addr_check(socket_check(net.clone()));
         } else {
             wasi.socket_addr_check(|_, _| Box::pin(async { false }));
@@ -163,7 +163,7 @@ impl RunState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: NetHooks { net },
+            hooks,
             limiter: MemoryLimiter::new(memory_cap),
             journal,
             config,
@@ -175,7 +175,7 @@ impl RunState {
     /// The sockets view and the run's network state, borrowed together (for
     /// the granted name lookup).
     pub(crate) fn sockets_and_net(&mut self) -> (WasiSocketsCtxView<'_>, &Arc<RunNet>) {
-        (WasiSocketsCtxView { ctx: self.wasi.sockets(), table: &mut self.table }, &self.hooks.net)
+        (WasiSocketsCtxView { ctx: self.wasi.sockets(), table: &mut self.table }, self.hooks.net())
     }
 }
 

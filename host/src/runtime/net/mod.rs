@@ -134,15 +134,18 @@ pub(crate) enum PrepareError {
 }
 
 impl RunNet {
+    /// The network state of a run whose template grants hosts; `None` when
+    /// it grants none (then [`NetHooks`] makes one only if the guest tries).
     pub(crate) fn new(
         template: &str,
-        journal: Arc<Mutex<Journal>>,
+        journal: &Arc<Mutex<Journal>>,
         limits: GuestLimits,
-        caps: Option<Arc<Capabilities>>,
+        caps: Option<&Arc<Capabilities>>,
         tls: &Arc<rustls::ClientConfig>,
-    ) -> Result<Arc<RunNet>, PrepareError> {
+    ) -> Result<Option<Arc<RunNet>>, PrepareError> {
         let granted = match caps {
             Some(caps) if !caps.grants.allowed_hosts.is_empty() => {
+                let caps = caps.clone();
                 let mut headers = Vec::new();
                 for (grant, h) in caps.grants.headers.iter().enumerate() {
                     let rendered = h.value.render(|name| caps.secrets.get(name).map(SecretValue::expose)).map_err(|secret| {
@@ -154,11 +157,12 @@ impl RunNet {
                     let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad())?;
                     headers.push(Injected { grant, name, value });
                 }
-                Some(Granted { caps, headers, tls: tls.clone(), tcp_resolved: Mutex::default(), lookups: Mutex::default() })
+                Granted { caps, headers, tls: tls.clone(), tcp_resolved: Mutex::default(), lookups: Mutex::default() }
             }
-            _ => None,
+            _ => return Ok(None),
         };
-        Ok(Arc::new(RunNet { template: template.to_string(), journal, limits, granted }))
+        let net = RunNet { template: template.to_string(), journal: journal.clone(), limits, granted: Some(granted) };
+        Ok(Some(Arc::new(net)))
     }
 
     fn grants(&self) -> Option<&Grants> {
@@ -492,19 +496,58 @@ fn describe(error: &Error) -> String {
     }
 }
 
-/// The `wasi:http` hooks of one run.
+/// The network side of one run as its sandbox holds it: the run's
+/// [`RunNet`] when its template grants hosts; otherwise what it takes to
+/// make one the first time the guest tries a call anyway (so a run that
+/// makes no call pays for none of it).
 pub(crate) struct NetHooks {
-    pub(crate) net: Arc<RunNet>,
+    net: Option<Arc<RunNet>>,
+    template: String,
+    journal: Arc<Mutex<Journal>>,
+    limits: GuestLimits,
+}
+
+impl NetHooks {
+    pub(crate) fn new(net: Option<Arc<RunNet>>, template: String, journal: Arc<Mutex<Journal>>, limits: GuestLimits) -> Self {
+        NetHooks { net, template, journal, limits }
+    }
+
+    /// The run's network state, made (with no grants) if it had none.
+    pub(crate) fn net(&mut self) -> &Arc<RunNet> {
+        self.net.get_or_insert_with(|| {
+            Arc::new(RunNet {
+                template: self.template.clone(),
+                journal: self.journal.clone(),
+                limits: self.limits,
+                granted: None,
+            })
+        })
+    }
+
+    /// Whether TCP may be used at all, and name lookup.
+    pub(crate) fn tcp(&self) -> (bool, bool) {
+        match self.net.as_ref().and_then(|n| n.grants()) {
+            Some(g) => (g.has_tcp(), g.has_tcp_names()),
+            None => (false, false),
+        }
+    }
+
+    /// The socket check, when TCP is granted.
+    pub(crate) fn granted(&self) -> Option<&Arc<RunNet>> {
+        self.net.as_ref()
+    }
 }
 
 impl WasiHttpHooks for NetHooks {
     fn is_forbidden_header(&mut self, name: &HeaderName) -> bool {
-        wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name) || self.net.is_injected(name)
+        wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name) || self.net.as_ref().is_some_and(|n| n.is_injected(name))
     }
 
     fn forbidden_header_filter(&mut self) -> wasmtime_wasi_http::ForbiddenHeaderFilter {
         let net = self.net.clone();
-        Arc::new(move |name| wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name) || net.is_injected(name))
+        Arc::new(move |name| {
+            wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name) || net.as_ref().is_some_and(|n| n.is_injected(name))
+        })
     }
 
     fn default_scheme(&mut self) -> Option<http::uri::Scheme> {
@@ -517,7 +560,7 @@ impl WasiHttpHooks for NetHooks {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, sender::Io), Error>> + Send> {
-        let net = self.net.clone();
+        let net = self.net().clone();
         match net.authorize(&mut request) {
             Err(e) => {
                 let limit = net.limits.max_request_body;
@@ -535,15 +578,5 @@ pub(crate) fn socket_check(
     move |addr, usage| {
         let allowed = net.check_socket(addr, usage);
         Box::pin(async move { allowed })
-    }
-}
-
-impl RunNet {
-    /// Whether the guest may use TCP at all, and name lookup.
-    pub(crate) fn tcp(&self) -> (bool, bool) {
-        match self.grants() {
-            Some(g) => (g.has_tcp(), g.has_tcp_names()),
-            None => (false, false),
-        }
     }
 }
