@@ -93,6 +93,11 @@ impl Journal {
         self.redactor = Some(redactor);
     }
 
+    /// The bounds this run keeps to.
+    pub(crate) fn limits(&self) -> &GuestLimits {
+        &self.limits
+    }
+
     /// Replaces granted secret values in `text` (output, failure message).
     pub(crate) fn redact(&self, text: &mut String) {
         if let Some(r) = &self.redactor {

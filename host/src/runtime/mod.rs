@@ -269,7 +269,7 @@ impl Runtime {
             Ok(net) => net,
             Err(e) => return finish(Ending::Failed { reason: Reason::Error, message: e.to_string() }, &journal, started),
         };
-        let hooks = NetHooks::new(net, template.clone(), journal.clone(), limits);
+        let hooks = NetHooks::new(net, template.clone(), journal.clone());
         let state = RunState::new(journal.clone(), memory_cap, request.config.clone(), hooks, request.capabilities.clone());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

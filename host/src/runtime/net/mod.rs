@@ -504,23 +504,18 @@ pub(crate) struct NetHooks {
     net: Option<Arc<RunNet>>,
     template: String,
     journal: Arc<Mutex<Journal>>,
-    limits: GuestLimits,
 }
 
 impl NetHooks {
-    pub(crate) fn new(net: Option<Arc<RunNet>>, template: String, journal: Arc<Mutex<Journal>>, limits: GuestLimits) -> Self {
-        NetHooks { net, template, journal, limits }
+    pub(crate) fn new(net: Option<Arc<RunNet>>, template: String, journal: Arc<Mutex<Journal>>) -> Self {
+        NetHooks { net, template, journal }
     }
 
     /// The run's network state, made (with no grants) if it had none.
     pub(crate) fn net(&mut self) -> &Arc<RunNet> {
         self.net.get_or_insert_with(|| {
-            Arc::new(RunNet {
-                template: self.template.clone(),
-                journal: self.journal.clone(),
-                limits: self.limits,
-                granted: None,
-            })
+            let limits = *self.journal.lock().unwrap().limits();
+            Arc::new(RunNet { template: self.template.clone(), journal: self.journal.clone(), limits, granted: None })
         })
     }
 
