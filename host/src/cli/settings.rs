@@ -62,18 +62,26 @@ pub struct FileLimits {
     pub output: Option<String>,
     pub progress_interval: Option<String>,
     pub checkpoint_interval: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub max_requests: Option<u32>,
+    pub max_request_body: Option<String>,
+    pub max_response_body: Option<String>,
 }
 
 impl FileLimits {
     /// `base` with the keys this table sets, each checked.
     pub fn apply(&self, mut base: elihu::runtime::GuestLimits) -> anyhow::Result<elihu::runtime::GuestLimits> {
+        let bytes = |key: &str, value: &Option<String>| -> anyhow::Result<Option<u64>> {
+            let Some(text) = value else { return Ok(None) };
+            let bytes = units::parse_size(text).with_context(|| format!("config file key `limits.{key}`"))?;
+            if bytes == 0 {
+                bail!("config file key `limits.{key}`: the limit must be more than 0 bytes");
+            }
+            Ok(Some(bytes))
+        };
         let size = |key: &str, value: &Option<String>, into: &mut usize| -> anyhow::Result<()> {
-            if let Some(text) = value {
-                let bytes = units::parse_size(text).with_context(|| format!("config file key `limits.{key}`"))?;
-                if bytes == 0 {
-                    bail!("config file key `limits.{key}`: the limit must be more than 0 bytes");
-                }
-                *into = bytes as usize;
+            if let Some(b) = bytes(key, value)? {
+                *into = b as usize;
             }
             Ok(())
         };
@@ -91,6 +99,21 @@ impl FileLimits {
         }
         if let Some(d) = file_duration("limits.checkpoint_interval", &self.checkpoint_interval)? {
             base.checkpoint_interval = d;
+        }
+        if let Some(d) = file_duration("limits.connect_timeout", &self.connect_timeout)? {
+            if d.is_zero() {
+                bail!("config file key `limits.connect_timeout`: the timeout must be more than 0");
+            }
+            base.connect_timeout = d;
+        }
+        if let Some(n) = self.max_requests {
+            base.max_requests = n;
+        }
+        if let Some(b) = bytes("max_request_body", &self.max_request_body)? {
+            base.max_request_body = b;
+        }
+        if let Some(b) = bytes("max_response_body", &self.max_response_body)? {
+            base.max_response_body = b;
         }
         Ok(base)
     }

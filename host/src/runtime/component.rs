@@ -86,7 +86,7 @@ pub enum LoadError {
     },
     /// It imports something elihu does not provide.
     #[error(
-        "the component imports something elihu does not provide (elihu provides elihu:job/host@0.1.0 and WASI 0.2): {detail}"
+        "the component imports something elihu does not provide (elihu provides elihu:job/host@0.1.0, WASI 0.2 and wasi:http/outgoing-handler): {detail}"
     )]
     UnknownImport {
         /// wasmtime's description of the missing or mistyped import.
