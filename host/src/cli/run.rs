@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use elihu::runtime::{Ending, JobInfo, LogLevel, RunEvent, RunLimits, RunRequest, Runtime, RuntimeConfig};
+use elihu::model::LogLevel;
+use elihu::runtime::{Ending, JobInfo, RunEvent, RunLimits, RunRequest, Runtime, RuntimeConfig};
 use elihu::schema::{ContextSchema, parse_json};
 use elihu::units;
 

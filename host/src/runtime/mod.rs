@@ -2,7 +2,8 @@
 //! allocator), a digest-keyed cache of ready-to-instantiate components, and
 //! `Runtime::run`, which gives every run a fresh instance with a memory cap,
 //! a deadline and a WASI context without files, environment or network, and
-//! classifies how it ended. Knows nothing of SQL.
+//! classifies how it ended. Knows nothing of SQL: it speaks the values of
+//! `model` and decides only what the sandbox decides.
 
 mod cancel;
 mod component;
@@ -19,8 +20,8 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 pub use cancel::CancelHandle;
-pub use component::{Digest, LoadError, LoadSource, LoadedJob};
-pub use outcome::{Ending, LogLevel, LogLine, Progress, Reason, RunEvent, RunOutcome, RunResult};
+pub use component::{LoadError, LoadSource, LoadedJob};
+pub use outcome::{Ending, Reason, RunEvent, RunOutcome};
 pub use sandbox::JournalLimits;
 
 use component::ComponentCache;
@@ -205,7 +206,7 @@ impl Runtime {
     }
 
     /// A component loaded earlier, by digest.
-    pub fn loaded(&self, digest: &Digest) -> Option<Arc<LoadedJob>> {
+    pub fn loaded(&self, digest: &crate::model::Digest) -> Option<Arc<LoadedJob>> {
         self.cache.get(digest)
     }
 

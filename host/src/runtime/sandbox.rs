@@ -14,7 +14,8 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::elihu::job::{host, types};
-use super::outcome::{LogLevel, LogLine, Progress, RunEvent};
+use super::outcome::RunEvent;
+use crate::model::{LogLevel, LogLine, Progress};
 
 /// Caps on what a run may leave behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
