@@ -2,9 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use elihu::runtime::{
-    CancelHandle, Ending, JobInfo, LogLevel, Progress, Reason, RunEvent, RunLimits, RunResult,
-};
+use elihu::model::{LogLevel, Progress, RunResult};
+use elihu::runtime::{CancelHandle, Ending, JobInfo, Reason, RunEvent, RunLimits};
 use serde_json::json;
 
 use crate::support::*;

@@ -96,35 +96,50 @@ impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
 pub trait Param<'q, DB: Database>: Encode<'q, DB> + Type<DB> + Send + 'q {}
 impl<'q, DB: Database, T: Encode<'q, DB> + Type<DB> + Send + 'q> Param<'q, DB> for T {}
 
-/// The inherent helpers share the trait implementation's bounds.
-impl<D: Dialect> SqlStore<D>
-where
-    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
-    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
-    <D::Db as Database>::Connection: Migrate,
-    for<'q> i64: Param<'q, D::Db>,
-    for<'q> i32: Param<'q, D::Db>,
-    for<'q> bool: Param<'q, D::Db>,
-    for<'q> String: Param<'q, D::Db>,
-    for<'q> &'q str: Param<'q, D::Db>,
-    for<'q> &'q [u8]: Param<'q, D::Db>,
-    for<'q> JobId: Param<'q, D::Db>,
-    for<'q> RunId: Param<'q, D::Db>,
-    for<'q> Millis: Param<'q, D::Db>,
-    for<'q> Option<&'q str>: Param<'q, D::Db>,
-    for<'q> Option<i64>: Param<'q, D::Db>,
-    for<'q> Option<JobId>: Param<'q, D::Db>,
-    for<'q> Option<Millis>: Param<'q, D::Db>,
-    for<'r> (i64,): FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> (JobId,): FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> (String,): FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> (Vec<u8>,): FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> Template: FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> Job: FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> RunRow: FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> NodeInfo: FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> StoredSchedule: FromRow<'r, <D::Db as Database>::Row>,
-{
+/// Writes an implementation for every dialect, under the bounds the shared
+/// SQL needs of its database (stated once, here): executors, arguments, the
+/// parameter types it binds and the row types it reads.
+macro_rules! for_every_dialect {
+    (impl SqlStore $body:tt) => {
+        for_every_dialect!(@ [impl<D: Dialect> SqlStore<D>] $body);
+    };
+    (#[$attr:meta] impl $trait_:ident for SqlStore $body:tt) => {
+        for_every_dialect!(@ [#[$attr] impl<D: Dialect> $trait_ for SqlStore<D>] $body);
+    };
+    (@ [$($head:tt)*] $body:tt) => {
+        $($head)*
+        where
+            for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+            for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+            <D::Db as Database>::Connection: Migrate,
+            for<'q> i64: Param<'q, D::Db>,
+            for<'q> i32: Param<'q, D::Db>,
+            for<'q> bool: Param<'q, D::Db>,
+            for<'q> String: Param<'q, D::Db>,
+            for<'q> &'q str: Param<'q, D::Db>,
+            for<'q> &'q [u8]: Param<'q, D::Db>,
+            for<'q> JobId: Param<'q, D::Db>,
+            for<'q> RunId: Param<'q, D::Db>,
+            for<'q> Millis: Param<'q, D::Db>,
+            for<'q> Option<&'q str>: Param<'q, D::Db>,
+            for<'q> Option<i64>: Param<'q, D::Db>,
+            for<'q> Option<JobId>: Param<'q, D::Db>,
+            for<'q> Option<Millis>: Param<'q, D::Db>,
+            for<'r> (i64,): FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> (JobId,): FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> (String,): FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> (Vec<u8>,): FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> Template: FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> Job: FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> RunRow: FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> NodeInfo: FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> StoredSchedule: FromRow<'r, <D::Db as Database>::Row>,
+        $body
+    };
+}
+
+for_every_dialect! {
+impl SqlStore {
     /// A store over an opened pool.
     pub(super) fn new(pool: Pool<D::Db>) -> Self {
         SqlStore { pool }
@@ -230,36 +245,11 @@ where
         Ok(D::rows_affected(&sqlx::query(statement).bind(name).execute(&mut **tx).await?))
     }
 }
+}
 
+for_every_dialect! {
 #[async_trait::async_trait]
-impl<D: Dialect> Store for SqlStore<D>
-where
-    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
-    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
-    <D::Db as Database>::Connection: Migrate,
-    for<'q> i64: Param<'q, D::Db>,
-    for<'q> i32: Param<'q, D::Db>,
-    for<'q> bool: Param<'q, D::Db>,
-    for<'q> String: Param<'q, D::Db>,
-    for<'q> &'q str: Param<'q, D::Db>,
-    for<'q> &'q [u8]: Param<'q, D::Db>,
-    for<'q> JobId: Param<'q, D::Db>,
-    for<'q> RunId: Param<'q, D::Db>,
-    for<'q> Millis: Param<'q, D::Db>,
-    for<'q> Option<&'q str>: Param<'q, D::Db>,
-    for<'q> Option<i64>: Param<'q, D::Db>,
-    for<'q> Option<JobId>: Param<'q, D::Db>,
-    for<'q> Option<Millis>: Param<'q, D::Db>,
-    for<'r> (i64,): FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> (JobId,): FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> (String,): FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> (Vec<u8>,): FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> Template: FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> Job: FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> RunRow: FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> NodeInfo: FromRow<'r, <D::Db as Database>::Row>,
-    for<'r> StoredSchedule: FromRow<'r, <D::Db as Database>::Row>,
-{
+impl Store for SqlStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         D::migrator().run(&self.pool).await?;
         Ok(())
@@ -659,4 +649,5 @@ where
     async fn listen(&self) -> Result<Option<UnboundedReceiver<Notice>>, StoreError> {
         D::listen(&self.pool).await
     }
+}
 }
