@@ -14,8 +14,8 @@ use std::process::Command;
 
 /// The jobs embedded in the library, in `src/examples.rs` order.
 const JOBS: &[&str] = &[
-    "hello", "wordfreq", "flaky", "progress", "spin", "sleepy", "memory-hog", "panic", "escape", "noop", "version",
-    "version-2", "other-world", "wrong-signature",
+    "hello", "wordfreq", "flaky", "progress", "spin", "sleepy", "memory-hog", "panic", "escape", "noop", "hostile",
+    "version", "version-2", "other-world", "wrong-signature",
 ];
 
 fn main() {

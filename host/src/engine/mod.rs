@@ -2,10 +2,10 @@
 //! keeps its lease, takes cancels and shuts down gracefully; and, while it
 //! holds the leader lease, it runs the maintenance services. One file per
 //! loop, River-style: `claim`, `heartbeat`, `cancels`, `notices`, `leader`
-//! (the election), `expiry`, `scheduler`, `pruner` and `writer` (outcomes);
-//! `runs` keeps the runs in flight and `executor` takes one run from claim
-//! to recorded outcome. This file is the node's API. Time comes from the
-//! client's injectable clock.
+//! (the election), `expiry`, `scheduler`, `pruner`, `reports` (a run's live
+//! reports) and `writer` (outcomes); `runs` keeps the runs in flight and
+//! `executor` takes one run from claim to recorded outcome. This file is the
+//! node's API. Time comes from the client's injectable clock.
 
 mod cancels;
 mod claim;
@@ -15,6 +15,7 @@ mod heartbeat;
 mod leader;
 mod notices;
 mod pruner;
+mod reports;
 mod runs;
 mod scheduler;
 mod writer;

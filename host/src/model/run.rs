@@ -153,6 +153,9 @@ pub enum LogLevel {
     Stdout,
     /// A line the guest wrote to stderr (panic messages land here).
     Stderr,
+    /// A line elihu wrote about the run (what was cut, what was refused);
+    /// a guest cannot write at this level.
+    Host,
 }
 
 impl LogLevel {
@@ -166,6 +169,7 @@ impl LogLevel {
             LogLevel::Error => "error",
             LogLevel::Stdout => "stdout",
             LogLevel::Stderr => "stderr",
+            LogLevel::Host => "host",
         }
     }
 }
