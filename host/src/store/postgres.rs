@@ -20,6 +20,22 @@ const JOBS_CHANNEL: &str = "elihu_jobs";
 /// The channel cancels notify: the payload is the job id.
 const CANCEL_CHANNEL: &str = "elihu_cancel";
 
+/// A batch of run ends as the columns `unnest` reads.
+pub struct PgEnds {
+    run_id: Vec<RunId>,
+    job_id: Vec<JobId>,
+    node_id: Vec<Option<String>>,
+    result: Vec<Option<String>>,
+    reason: Vec<Option<String>>,
+    message: Vec<Option<String>>,
+    output: Vec<Option<String>>,
+    logs: Vec<Option<String>>,
+    progress_percent: Vec<Option<i64>>,
+    progress_message: Vec<Option<String>>,
+    checkpoint: Vec<Option<String>>,
+    finished_at: Vec<Millis>,
+}
+
 /// What PostgreSQL supplies to the shared store.
 #[derive(Debug, Clone, Copy)]
 pub struct PostgresDialect;
@@ -48,14 +64,14 @@ impl PostgresStore {
 /// claim, a cost that grew with the backlog.
 fn claim_sql(picked: &str) -> String {
     format!(
-        "WITH picked AS (
-             SELECT j.id, t.name IS NULL AS orphan FROM jobs j LEFT JOIN templates t ON t.name = j.template
-             {picked} FOR UPDATE OF j SKIP LOCKED),
-         dropped AS (DELETE FROM jobs j WHERE j.id = ANY(ARRAY(SELECT id FROM picked WHERE orphan))),
+        "WITH picked AS (SELECT j.id FROM jobs j {picked} FOR UPDATE OF j SKIP LOCKED),
+         dropped AS (
+             DELETE FROM jobs j WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+                 AND NOT EXISTS (SELECT 1 FROM templates t WHERE t.name = j.template)),
          claimed AS (
              UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, node_id = $1,
                  current_run = nextval('runs_id_seq')
-             WHERE j.id = ANY(ARRAY(SELECT id FROM picked WHERE NOT orphan))
+             WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND EXISTS (SELECT 1 FROM templates t WHERE t.name = j.template)
              RETURNING j.*),
          opened AS (
              INSERT INTO runs (id, job_id, template, attempt, max_attempts, node_id, digest, status, started_at, expires_at, unique_key)
@@ -136,9 +152,27 @@ impl Dialect for PostgresDialect {
         Ok(ids)
     }
 
-    async fn close_runs(tx: &mut Transaction<'static, Postgres>, ends: &[(RunEnd, JobNext)]) -> Result<Vec<RunId>, StoreError> {
-        let text = |f: &dyn Fn(&RunEnd) -> Option<&str>| ends.iter().map(|(e, _)| f(e)).collect::<Vec<_>>();
-        let logs: Vec<String> = ends.iter().map(|(e, _)| serde_json::to_string(&e.logs).expect("log lines serialise")).collect();
+    type Ends = PgEnds;
+
+    fn encode_ends(ends: &[(RunEnd, JobNext)]) -> PgEnds {
+        let text = |f: &dyn Fn(&RunEnd) -> Option<&str>| ends.iter().map(|(e, _)| f(e).map(str::to_string)).collect();
+        PgEnds {
+            run_id: ends.iter().map(|(e, _)| e.run_id).collect(),
+            job_id: ends.iter().map(|(e, _)| e.job_id).collect(),
+            node_id: text(&|e| Some(&e.node_id)),
+            result: text(&|e| Some(e.ending.result().as_str())),
+            reason: text(&|e| e.ending.reason().map(Reason::as_str)),
+            message: text(&|e| e.ending.message()),
+            output: text(&|e| e.ending.output()),
+            logs: ends.iter().map(|(e, _)| Some(serde_json::to_string(&e.logs).expect("log lines serialise"))).collect(),
+            progress_percent: ends.iter().map(|(e, _)| e.progress.as_ref().map(|p| i64::from(p.percent))).collect(),
+            progress_message: text(&|e| e.progress.as_ref().map(|p| p.message.as_str())),
+            checkpoint: text(&|e| e.checkpoint.as_deref()),
+            finished_at: ends.iter().map(|(e, _)| e.finished_at).collect(),
+        }
+    }
+
+    async fn close_runs(tx: &mut Transaction<'static, Postgres>, e: &PgEnds) -> Result<Vec<RunId>, StoreError> {
         Ok(sqlx::query_scalar(
             "UPDATE runs r SET status = 'done', result = e.result, reason = e.reason, message = e.message,
                  output = e.output, logs = e.logs, progress_percent = e.progress_percent,
@@ -151,18 +185,18 @@ impl Dialect for PostgresDialect {
              WHERE r.id = e.run_id AND r.job_id = e.job_id AND r.node_id = e.node_id AND r.status = 'running'
              RETURNING r.id",
         )
-        .bind(ends.iter().map(|(e, _)| e.run_id).collect::<Vec<_>>())
-        .bind(ends.iter().map(|(e, _)| e.job_id).collect::<Vec<_>>())
-        .bind(text(&|e| Some(e.node_id.as_str())))
-        .bind(text(&|e| Some(e.ending.result().as_str())))
-        .bind(text(&|e| e.ending.reason().map(Reason::as_str)))
-        .bind(text(&|e| e.ending.message()))
-        .bind(text(&|e| e.ending.output()))
-        .bind(logs)
-        .bind(ends.iter().map(|(e, _)| e.progress.as_ref().map(|p| i64::from(p.percent))).collect::<Vec<_>>())
-        .bind(text(&|e| e.progress.as_ref().map(|p| p.message.as_str())))
-        .bind(text(&|e| e.checkpoint.as_deref()))
-        .bind(ends.iter().map(|(e, _)| e.finished_at).collect::<Vec<_>>())
+        .bind(&e.run_id)
+        .bind(&e.job_id)
+        .bind(&e.node_id)
+        .bind(&e.result)
+        .bind(&e.reason)
+        .bind(&e.message)
+        .bind(&e.output)
+        .bind(&e.logs)
+        .bind(&e.progress_percent)
+        .bind(&e.progress_message)
+        .bind(&e.checkpoint)
+        .bind(&e.finished_at)
         .fetch_all(&mut **tx)
         .await?)
     }

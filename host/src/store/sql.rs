@@ -44,9 +44,14 @@ pub trait Dialect: Send + Sync + 'static {
     /// Inserts jobs without unique keys in a fixed number of statements;
     /// their ids follow the order of `jobs`.
     async fn insert_unkeyed(tx: &mut Transaction<'static, Self::Db>, jobs: &[NewJob], now: Millis) -> Result<Vec<JobId>, StoreError>;
+    /// A batch of run ends as the closing statement binds it.
+    type Ends: Send + Sync;
+    /// Encodes a batch of run ends, before the transaction opens: the write
+    /// lock (SQLite's is the database's) is not held meanwhile.
+    fn encode_ends(ends: &[(RunEnd, JobNext)]) -> Self::Ends;
     /// Closes the runs of `ends` still running on their node, in one
     /// statement; returns the ids of those it closed.
-    async fn close_runs(tx: &mut Transaction<'static, Self::Db>, ends: &[(RunEnd, JobNext)]) -> Result<Vec<RunId>, StoreError>;
+    async fn close_runs(tx: &mut Transaction<'static, Self::Db>, ends: &Self::Ends) -> Result<Vec<RunId>, StoreError>;
     /// Deletes each job whose current run is the one paired with it.
     async fn delete_finished(tx: &mut Transaction<'static, Self::Db>, done: &[(JobId, RunId)]) -> Result<(), StoreError>;
     /// Tells listening nodes, at commit; nothing where the database cannot push.
@@ -408,8 +413,9 @@ impl Store for SqlStore {
     async fn run_finish_many(&self, ends: &[(RunEnd, JobNext)]) -> Result<Vec<bool>, StoreError> {
         // The whole batch in three statements: close the runs still running
         // on their node, delete the finished jobs, then move the retried ones.
+        let encoded = D::encode_ends(ends);
         let mut tx = self.write().await?;
-        let closed = D::close_runs(&mut tx, ends).await?;
+        let closed = D::close_runs(&mut tx, &encoded).await?;
         let (applied, done) = sort_closed(ends, &closed);
         if !done.is_empty() {
             D::delete_finished(&mut tx, &done).await?;

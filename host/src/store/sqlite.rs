@@ -3,6 +3,7 @@
 //! queue on the lock instead of failing on a read-to-write upgrade), and
 //! batches passed as JSON and read with `json_each`.
 
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -58,6 +59,17 @@ impl SqliteStore {
     }
 }
 
+/// What a claim needs of a job's template, as it is at claim time.
+#[derive(sqlx::FromRow)]
+struct TemplateNow {
+    #[sqlx(try_from = "String")]
+    digest: Digest,
+    #[sqlx(try_from = "JsonText")]
+    config: BTreeMap<String, String>,
+    #[sqlx(flatten)]
+    backoff: Backoff,
+}
+
 /// A list of values as the JSON text `json_each` reads.
 fn json_list<T: serde::Serialize>(values: impl Iterator<Item = T>) -> String {
     serde_json::to_string(&values.collect::<Vec<T>>()).expect("plain values serialise")
@@ -86,35 +98,34 @@ impl Dialect for SqliteDialect {
         expires_at: Millis,
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut tx = begin_detached(pool, Self::BEGIN_WRITE).await?;
-        let picked: Vec<JobId> = match pick {
-            Pick::Queue { queue, limit } => sqlx::query_scalar(
+        let mut jobs: Vec<Job> = match pick {
+            Pick::Queue { queue, limit } => sqlx::query_as(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = $1
                  WHERE id IN (SELECT id FROM jobs WHERE queue = $2 AND state = 'available' AND run_at <= $3
                               AND (discard_after IS NULL OR discard_after >= $3)
                               ORDER BY priority, run_at, id LIMIT $4)
-                 RETURNING id",
+                 RETURNING *",
             )
             .bind(node_id)
             .bind(queue)
             .bind(now)
             .bind(i64::from(limit)),
-            Pick::Job(id) => sqlx::query_scalar(
-                "UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = $1
-                 WHERE id = $2 AND state = 'available'
-                 RETURNING id",
+            Pick::Job(id) => sqlx::query_as(
+                "UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = $1 WHERE id = $2 AND state = 'available' RETURNING *",
             )
             .bind(node_id)
             .bind(id),
         }
         .fetch_all(&mut *tx)
         .await?;
-        if picked.is_empty() {
+        if jobs.is_empty() {
             tx.rollback().await?;
             return Ok(Vec::new());
         }
+        jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
         // A run for each job whose template exists, with its digest as it is now.
-        let ids = json_list(picked.iter());
-        let opened: Vec<(JobId, RunId)> = sqlx::query_as(
+        let ids = json_list(jobs.iter().map(|j| j.id));
+        let opened: HashMap<JobId, RunId> = sqlx::query_as(
             "INSERT INTO runs (job_id, template, attempt, max_attempts, node_id, digest, status, started_at, expires_at, unique_key)
              SELECT j.id, j.template, j.attempt, j.max_attempts, $1, t.digest, 'running', $2, $3, j.unique_key
              FROM json_each($4) AS e JOIN jobs AS j ON j.id = e.value JOIN templates AS t ON t.name = j.template
@@ -125,27 +136,39 @@ impl Dialect for SqliteDialect {
         .bind(expires_at)
         .bind(&ids)
         .fetch_all(&mut *tx)
-        .await?;
+        .await?
+        .into_iter()
+        .collect();
         sqlx::query("UPDATE jobs SET current_run = e.value ->> 1 FROM json_each($1) AS e WHERE jobs.id = e.value ->> 0")
             .bind(json_list(opened.iter().map(|(job, run)| [job.0, run.0])))
             .execute(&mut *tx)
             .await?;
-        if opened.len() < picked.len() {
-            let dropped: Vec<JobId> =
-                sqlx::query_scalar("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each($1)) AND current_run IS NULL RETURNING id")
-                    .bind(&ids)
-                    .fetch_all(&mut *tx)
-                    .await?;
+        // The templates of the batch (usually one), as they are now.
+        let mut templates: HashMap<String, Option<TemplateNow>> = HashMap::new();
+        for job in &jobs {
+            if !templates.contains_key(&job.template) {
+                let now: Option<TemplateNow> =
+                    sqlx::query_as("SELECT digest, config, backoff_base_ms, backoff_max_ms FROM templates WHERE name = $1")
+                        .bind(&job.template)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                templates.insert(job.template.clone(), now);
+            }
+        }
+        let (mut claimed, mut dropped) = (Vec::with_capacity(jobs.len()), Vec::new());
+        for mut job in jobs {
+            match (opened.get(&job.id), &templates[&job.template]) {
+                (Some(&run_id), Some(t)) => {
+                    job.current_run = Some(run_id);
+                    claimed.push(Claimed { run_id, job, digest: t.digest.clone(), config: t.config.clone(), backoff: t.backoff });
+                }
+                _ => dropped.push(job.id),
+            }
+        }
+        if !dropped.is_empty() {
+            sqlx::query("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each($1))").bind(json_list(dropped.iter())).execute(&mut *tx).await?;
             tracing::warn!(jobs = ?dropped, "dropped jobs whose template was deleted: they cannot run");
         }
-        let claimed = sqlx::query_as(
-            "SELECT j.*, t.digest AS template_digest, t.config AS template_config, t.backoff_base_ms, t.backoff_max_ms
-             FROM json_each($1) AS e JOIN jobs AS j ON j.id = e.value JOIN templates AS t ON t.name = j.template
-             ORDER BY j.priority, j.run_at, j.id",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -170,10 +193,10 @@ impl Dialect for SqliteDialect {
         Ok(ids)
     }
 
-    async fn close_runs(tx: &mut Transaction<'static, Sqlite>, ends: &[(RunEnd, JobNext)]) -> Result<Vec<RunId>, StoreError> {
-        // `+runs.status` keeps the planner from driving the update from the
-        // running-runs index, which would re-read the JSON once per run.
-        let rows = json_list(ends.iter().map(|(end, _)| {
+    type Ends = String;
+
+    fn encode_ends(ends: &[(RunEnd, JobNext)]) -> String {
+        json_list(ends.iter().map(|(end, _)| {
             serde_json::json!({
                 "run_id": end.run_id,
                 "job_id": end.job_id,
@@ -188,7 +211,12 @@ impl Dialect for SqliteDialect {
                 "checkpoint": end.checkpoint,
                 "finished_at": end.finished_at,
             })
-        }));
+        }))
+    }
+
+    async fn close_runs(tx: &mut Transaction<'static, Sqlite>, ends: &String) -> Result<Vec<RunId>, StoreError> {
+        // `+runs.status` keeps the planner from driving the update from the
+        // running-runs index, which would re-read the JSON once per run.
         Ok(sqlx::query_scalar(
             "UPDATE runs SET status = 'done', result = e.value ->> 'result', reason = e.value ->> 'reason',
                  message = e.value ->> 'message', output = e.value ->> 'output', logs = e.value ->> 'logs',
@@ -199,7 +227,7 @@ impl Dialect for SqliteDialect {
                AND runs.node_id = e.value ->> 'node_id' AND +runs.status = 'running'
              RETURNING runs.id",
         )
-        .bind(rows)
+        .bind(ends)
         .fetch_all(&mut **tx)
         .await?)
     }
