@@ -11,6 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
+use crate::clock::{Clock, SystemClock};
 use crate::model::Millis;
 pub use crate::model::CatchUp;
 
@@ -108,7 +109,7 @@ impl CronRule {
         let cron = parser().parse(&normalized).map_err(|e| ScheduleError::Never(format!("{normalized}: {e}")))?;
         let rule = CronRule { text: normalized, cron, zone };
         // Fields each valid but never all at once (30 February): refuse.
-        if rule.next_after(Millis(Utc::now().timestamp_millis())).is_none() {
+        if rule.next_after(SystemClock.now()).is_none() {
             return Err(ScheduleError::Never(rule.text));
         }
         Ok(rule)
