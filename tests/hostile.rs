@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use elihu::runtime::{GuestLimits, LogLevel, Reason, RunResult};
+use elihu::model::{LogLevel, Reason, RunResult};
+use elihu::runtime::GuestLimits;
 use elihu::store::{Run, RunFilter, TemplateDefaults};
 use elihu::{Client, Enqueue, Event};
 use serde_json::{Value, json};

@@ -1,6 +1,7 @@
 //! Loading components: what is refused, with what message, and the artifact cache.
 
-use elihu::runtime::{Digest, LoadError, LoadSource, Runtime, RuntimeConfig};
+use elihu::model::Digest;
+use elihu::runtime::{LoadError, LoadSource, Runtime, RuntimeConfig};
 use serde_json::json;
 
 use crate::support::*;

@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use elihu::runtime::{Call, CancelHandle, LogLevel, Reason, RunLimits, RunOutcome, RunRequest, Runtime, TemplateLimits};
+use elihu::model::LogLevel;
+use elihu::runtime::{Call, CancelHandle, Reason, RunLimits, RunOutcome, RunRequest, Runtime, TemplateLimits};
 use serde_json::{Value, json};
 
 use crate::support::servers::{LineServer, TestServer};

@@ -1,5 +1,5 @@
-//! The node on SQLite through the library API: priority, delay, retries with
-//! backoff, timeouts, memory, cancel, unique keys, schemas, uploads, template
+//! The node through the library API: priority, delay, retries with backoff,
+//! timeouts, memory, cancel, unique keys, schemas, uploads, template
 //! versions, stats, events, expiry, fencing, graceful shutdown. Time moves by
 //! an injected clock; waits are on events, not sleeps. Every test runs on
 //! SQLite and on PostgreSQL.
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use elihu::clock::Clock;
-use elihu::runtime::{Reason, RunResult};
+use elihu::model::{Ending, JobId, Reason, RunResult};
 use elihu::schema::SchemaError;
 use elihu::store::{CancelOutcome, Inserted, JobFilter, JobNext, JobState, RunEnd, RunFilter, RunStatus, TemplateDefaults};
 use elihu::{ClientError, Enqueue, Event, Node};
@@ -62,20 +62,25 @@ async fn failures_retry_with_exponential_backoff_and_the_last_attempt_removes_th
     let db = TestDb::on(backend).await;
     let (client, clock) = db.manual().await;
     push(&client, "flaky", defaults(3)).await; // backoff 10 s, doubling
-    let node = start(&client, &[("default", 1)]).await;
+    // Two slots: a claim that took a job before its time would take it
+    // together with the probe below.
+    let node = start(&client, &[("default", 2)]).await;
     let mut events = client.subscribe();
     let id = client.enqueue(enqueue("flaky", json!({"fail_times": 5}))).await.unwrap().id();
-    for (attempt, base_ms) in [(1u32, 10_000i64), (2, 20_000)] {
+    for (attempt, base_ms) in [(1u32, 10_000u128), (2, 20_000)] {
         let event = next_event(&mut events, |e| e.job_id() == id && matches!(e, Event::Retried { .. } | Event::Failed { .. })).await;
         let Event::Retried { reason, message, run_at, .. } = event else { panic!("{event:?}") };
         assert_eq!(reason, Reason::Error);
         assert_eq!(message, format!("failing on purpose: attempt {attempt} of the 5 planned failures"));
-        let delay = run_at - clock.now();
-        assert!((base_ms * 3 / 4..=base_ms * 5 / 4).contains(&delay), "attempt {attempt}: delay {delay} ms");
-        // Not before its time.
-        client.trigger();
-        assert_eq!(client.job_get(id).await.unwrap().unwrap().state, JobState::Available);
-        clock.advance(Duration::from_millis(delay as u64));
+        let delay = run_at.duration_since(clock.now());
+        assert!((base_ms * 3 / 4..=base_ms * 5 / 4).contains(&delay.as_millis()), "attempt {attempt}: delay {delay:?}");
+        // Not before its time: a probe due now is claimed and run while the
+        // retry waits for its run-at.
+        let probe = client.enqueue(enqueue("flaky", json!({"fail_times": 0}))).await.unwrap().id();
+        assert!(matches!(final_event(&mut events, probe).await, Event::Succeeded { .. }));
+        let job = client.job_get(id).await.unwrap().unwrap();
+        assert_eq!((job.state, job.attempt), (JobState::Available, attempt), "the retry waited for its run-at");
+        clock.advance(delay);
         client.trigger();
     }
     let last = final_event(&mut events, id).await;
@@ -139,7 +144,7 @@ async fn cancel_removes_a_queued_job_and_interrupts_a_running_one(backend: Backe
         assert_eq!((run.result, run.reason), (Some(RunResult::Cancelled), Some(Reason::Cancelled)));
         assert!(client.job_get(id).await.unwrap().is_none(), "a cancelled job is not retried");
     }
-    assert_eq!(client.cancel(123_456).await.unwrap(), CancelOutcome::NotFound);
+    assert_eq!(client.cancel(JobId(i64::MAX)).await.unwrap(), CancelOutcome::NotFound);
     node.shutdown().await;
 }
 
@@ -208,25 +213,30 @@ async fn bad_uploads_are_refused_and_nothing_stored_changes(backend: Backend) {
     assert_eq!(client.template_list().await.unwrap(), vec![before], "the template is untouched");
 }
 
+/// The `version` example job answers with the version of the component
+/// that ran (`version` is 1.0.0, `version-2` the same job as 2.0.0): the
+/// outputs, not the digests recorded at claim time, show which one ran.
 async fn a_template_update_applies_to_new_runs_and_runs_in_flight_keep_their_version(backend: Backend) {
     let db = TestDb::on(backend).await;
     let client = db.client().await;
-    let v1 = push_as(&client, "job", "sleepy", defaults(1)).await;
+    let v1 = push_as(&client, "job", "version", defaults(1)).await;
     let node = start(&client, &[("default", 2)]).await;
     let mut events = client.subscribe();
     let first = client.enqueue(enqueue("job", json!({"seconds": 0.3}))).await.unwrap().id();
     next_event(&mut events, |e| e.job_id() == first && matches!(e, Event::Started { .. })).await;
-    let v2 = push_as(&client, "job", "noop", defaults(1)).await;
+    let v2 = push_as(&client, "job", "version-2", defaults(1)).await;
     assert_eq!(v2.version, 2);
-    let second = client.enqueue(enqueue("job", json!({"seconds": 0.3}))).await.unwrap().id();
-    let mut digests = BTreeMap::new();
-    while digests.len() < 2 {
-        if let Event::Succeeded { job_id, run_id, .. } = next_event(&mut events, |e| e.is_final()).await {
-            digests.insert(job_id, client.run_get(run_id).await.unwrap().unwrap().digest);
+    let second = client.enqueue(enqueue("job", json!({}))).await.unwrap().id();
+    let mut ran = BTreeMap::new();
+    while ran.len() < 2 {
+        if let Event::Succeeded { job_id, run_id, output } = next_event(&mut events, |e| e.is_final()).await {
+            ran.insert(job_id, (output, client.run_get(run_id).await.unwrap().unwrap().digest));
         }
     }
-    assert_eq!(digests[&first], v1.digest, "the run in flight finished on the version it started with");
-    assert_eq!(digests[&second], v2.digest);
+    let version = |v: &str| json!({"version": v}).to_string();
+    assert_eq!(ran[&first].0, version("1.0.0"), "the run in flight finished on the component it started with");
+    assert_eq!(ran[&second].0, version("2.0.0"), "a new run takes the updated component");
+    assert_eq!((&ran[&first].1, &ran[&second].1), (&v1.digest, &v2.digest), "each run records the component it ran");
     node.shutdown().await;
 }
 
@@ -300,7 +310,7 @@ async fn runs_of_a_silent_node_expire_and_their_jobs_run_again(backend: Backend)
     let id = client.enqueue(enqueue("hello", json!({"name": "again"}))).await.unwrap().id();
     // A "ghost" node claims the job and then never heartbeats again.
     let now = clock.now();
-    let ghost = client.store().job_claim("ghost", "default", 1, now, now + 30_000).await.unwrap().remove(0);
+    let ghost = client.store().job_claim("ghost", "default", 1, now, now + Duration::from_secs(30)).await.unwrap().remove(0);
     let mut events = client.subscribe();
     let node = start(&client, &[("default", 1)]).await;
     clock.advance(Duration::from_secs(31));
@@ -312,10 +322,7 @@ async fn runs_of_a_silent_node_expire_and_their_jobs_run_again(backend: Backend)
         run_id: ghost.run_id,
         job_id: id,
         node_id: "ghost".into(),
-        result: RunResult::Succeeded,
-        reason: None,
-        message: None,
-        output: Some("\"late\"".into()),
+        ending: Ending::Succeeded { output: "\"late\"".into() },
         logs: vec![],
         progress: None,
         checkpoint: None,
@@ -331,19 +338,26 @@ async fn runs_of_a_silent_node_expire_and_their_jobs_run_again(backend: Backend)
     node.shutdown().await;
 }
 
+/// The grace period is measured by the injected clock: the short run ends
+/// (an event) while the shutdown waits, then the clock passes the grace.
 async fn shutdown_lets_runs_finish_within_the_grace_period_then_interrupts_the_rest(backend: Backend) {
     let db = TestDb::on(backend).await;
-    let client = db.client().await;
+    let (client, clock) = db.manual().await;
     push(&client, "sleepy", TemplateDefaults { timeout_ms: 120_000, ..defaults(1) }).await;
     let mut events = client.subscribe();
-    let config = elihu::NodeConfig { shutdown_grace: Duration::from_millis(700), ..node_config(&[("default", 2)]) };
+    let grace = Duration::from_secs(60);
+    let config = elihu::NodeConfig { shutdown_grace: grace, ..node_config(&[("default", 2)]) };
     let node = Node::start(client.clone(), config).await.unwrap();
     let short = client.enqueue(enqueue("sleepy", json!({"seconds": 0.2}))).await.unwrap().id();
-    let long = client.enqueue(enqueue("sleepy", json!({"seconds": 60}))).await.unwrap().id();
+    let long = client.enqueue(enqueue("sleepy", json!({"seconds": 600}))).await.unwrap().id();
     for id in [short, long] {
         next_event(&mut events, |e| e.job_id() == id && matches!(e, Event::Started { .. })).await;
     }
-    let report = node.shutdown().await;
+    let shutdown = tokio::spawn(node.shutdown());
+    assert!(matches!(final_event(&mut events, short).await, Event::Succeeded { .. }), "the short run finishes in the grace period");
+    assert!(!shutdown.is_finished(), "the long run is still given its grace");
+    clock.advance(grace);
+    let report = shutdown.await.unwrap();
     assert_eq!((report.finished, report.interrupted), (1, 1));
     let short_run = &client.run_list(&RunFilter { job_id: Some(short), ..RunFilter::default() }).await.unwrap()[0];
     assert_eq!(short_run.result, Some(RunResult::Succeeded));

@@ -2,9 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use elihu::runtime::{
-    CancelHandle, Ending, FeedBatch, JobInfo, LogLevel, Progress, Reason, RunFeed, RunLimits, RunResult,
-};
+use elihu::model::{LogLevel, Progress, RunResult};
+use elihu::runtime::{CancelHandle, Ending, FeedBatch, JobInfo, Reason, RunFeed, RunLimits};
 use serde_json::json;
 
 use crate::support::*;

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use elihu::clock::Clock;
+use elihu::model::{JobId, Millis};
 use elihu::schedule::{CatchUp, CronRule, Rule, firing_of};
 use elihu::store::{JobFilter, RunFilter};
 use elihu::{Client, ClientError, Event, ScheduleSpec};
@@ -27,12 +28,12 @@ fn every(name: &str, template: &str, context: serde_json::Value, period: Duratio
 }
 
 /// The next job a schedule enqueued, and its run-at.
-async fn next_enqueued(client: &Client, events: &mut tokio::sync::broadcast::Receiver<Event>) -> (i64, i64) {
+async fn next_enqueued(client: &Client, events: &mut tokio::sync::broadcast::Receiver<Event>) -> (JobId, Millis) {
     let Event::Enqueued { job_id, .. } = next_event(events, |e| matches!(e, Event::Enqueued { .. })).await else { unreachable!() };
     (job_id, client.job_get(job_id).await.unwrap().expect("the enqueued job is queued").run_at)
 }
 
-const MINUTE: i64 = 60_000;
+const MINUTE: Duration = Duration::from_secs(60);
 
 async fn an_interval_counts_from_the_end_of_the_previous_run(backend: Backend) {
     let db = TestDb::on(backend).await;
@@ -51,7 +52,7 @@ async fn an_interval_counts_from_the_end_of_the_previous_run(backend: Backend) {
     clock.advance(Duration::from_secs(90));
     assert!(matches!(final_event(&mut events, first).await, Event::Succeeded { .. }));
     let (_, run_at) = next_enqueued(&client, &mut events).await;
-    assert_eq!(run_at, t0 + MINUTE + 90_000 + MINUTE);
+    assert_eq!(run_at, t0 + MINUTE + Duration::from_secs(90) + MINUTE);
     node.shutdown().await;
 }
 
@@ -60,14 +61,14 @@ async fn a_cron_schedule_fires_at_its_instants(backend: Backend) {
     let (client, clock) = db.manual().await;
     push(&client, "hello", defaults(1)).await;
     // Thursday 4 March 2027, 08:29:50 UTC.
-    let start_at = chrono::DateTime::parse_from_rfc3339("2027-03-04T08:29:50Z").unwrap().timestamp_millis();
+    let start_at = Millis::parse_rfc3339("2027-03-04T08:29:50Z").unwrap();
     clock.set(start_at);
     let mut events = client.subscribe();
     let node = start_node(&client).await;
     let rule = Rule::Cron(CronRule::parse("1,10-15 30 8,14-16 * 3-6 4", None).unwrap());
     let spec = ScheduleSpec { name: "bg".into(), template: "hello".into(), context: json!({"name": "cron"}), rule, catch_up: CatchUp::One };
     let shown = client.schedule_put(spec).await.unwrap();
-    assert_eq!(shown.next_firing, Some(start_at + 11_000));
+    assert_eq!(shown.next_firing, Some(start_at + Duration::from_secs(11)));
     let mut fired = Vec::new();
     for _ in 0..3 {
         let (job, run_at) = next_enqueued(&client, &mut events).await;
@@ -254,13 +255,13 @@ async fn three_postgres_nodes_fire_an_every_second_schedule_once_per_second() {
     until("the last firing is done", || async { client.job_list(&JobFilter::default()).await.unwrap().is_empty() }).await;
     drop(nodes);
     let runs = client.run_list(&RunFilter { limit: Some(10_000), ..Default::default() }).await.unwrap();
-    let mut firings: Vec<i64> = runs.iter().map(|r| firing_of(r.unique_key.as_deref().unwrap()).unwrap().1).collect();
+    let mut firings: Vec<Millis> = runs.iter().map(|r| firing_of(r.unique_key.as_deref().unwrap()).unwrap().1).collect();
     firings.sort();
     let count = firings.len();
     firings.dedup();
     assert_eq!(firings.len(), count, "a firing ran twice");
     for pair in firings.windows(2) {
-        assert_eq!(pair[1] - pair[0], 1000, "firings are one second apart: {firings:?}");
+        assert_eq!(pair[1].duration_since(pair[0]), Duration::from_secs(1), "firings are one second apart: {firings:?}");
     }
     assert!((25..=32).contains(&count), "{count} firings in about 30 seconds");
 }

@@ -24,7 +24,7 @@ fn main() {
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     tokio.block_on(async {
         for _ in 0..BATCH * 2 {
-            assert!(rt.run(&job, request.clone()).await.ending.result() == elihu::runtime::RunResult::Succeeded);
+            assert!(rt.run(&job, request.clone()).await.ending.result() == elihu::model::RunResult::Succeeded);
         }
         let mut per_run: Vec<Duration> = Vec::with_capacity(BATCHES);
         for _ in 0..BATCHES {

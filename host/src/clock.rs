@@ -1,15 +1,26 @@
-//! Time for the queue: an injectable clock so tests move time instead of sleeping.
+//! Time for the queue: an injectable clock (what time it is, and waiting
+//! until a time) so tests move time instead of sleeping.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use crate::store::Millis;
+use tokio::sync::Notify;
+
+use crate::model::Millis;
+
+/// A wait on a clock.
+pub type Wait<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Where the engine and the client read "now" from.
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
-    /// Milliseconds since the Unix epoch.
+    /// The time now.
     fn now(&self) -> Millis;
+
+    /// Resolves once the clock has reached `deadline`.
+    fn sleep_until(&self, deadline: Millis) -> Wait<'_>;
 }
 
 /// The system's wall clock.
@@ -18,45 +29,80 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Millis {
-        chrono::Utc::now().timestamp_millis()
+        Millis(chrono::Utc::now().timestamp_millis())
+    }
+
+    fn sleep_until(&self, deadline: Millis) -> Wait<'_> {
+        Box::pin(tokio::time::sleep(deadline.duration_since(self.now())))
     }
 }
 
 /// A clock that moves only when told to. Cloning shares the time.
 #[derive(Debug, Clone)]
-pub struct ManualClock(Arc<AtomicI64>);
+pub struct ManualClock(Arc<Manual>);
+
+#[derive(Debug)]
+struct Manual {
+    now: AtomicI64,
+    moved: Notify,
+}
 
 impl ManualClock {
     /// A clock stopped at `start`.
     pub fn new(start: Millis) -> Self {
-        ManualClock(Arc::new(AtomicI64::new(start)))
+        ManualClock(Arc::new(Manual { now: AtomicI64::new(start.0), moved: Notify::new() }))
     }
 
     /// Moves time forward.
     pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.now.fetch_add(by, Ordering::SeqCst);
+        self.0.moved.notify_waiters();
     }
 
     /// Sets the time.
     pub fn set(&self, to: Millis) {
-        self.0.store(to, Ordering::SeqCst);
+        self.0.now.store(to.0, Ordering::SeqCst);
+        self.0.moved.notify_waiters();
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Millis {
-        self.0.load(Ordering::SeqCst)
+        Millis(self.0.now.load(Ordering::SeqCst))
+    }
+
+    fn sleep_until(&self, deadline: Millis) -> Wait<'_> {
+        Box::pin(async move {
+            loop {
+                let moved = self.0.moved.notified();
+                tokio::pin!(moved);
+                moved.as_mut().enable();
+                if self.now() >= deadline {
+                    return;
+                }
+                moved.await;
+            }
+        })
     }
 }
 
-/// Formats a store time for people (RFC 3339, UTC, milliseconds).
-pub fn format_millis(at: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(at)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_else(|| at.to_string())
-}
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Waker};
 
-/// Reads an RFC 3339 time (`2026-11-22T10:00:00Z`) as store time.
-pub fn parse_time(text: &str) -> Option<Millis> {
-    chrono::DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.timestamp_millis())
+    use super::*;
+
+    #[test]
+    fn a_manual_clock_wakes_a_sleeper_when_it_reaches_its_time() {
+        let clock = ManualClock::new(Millis(0));
+        let mut wait = clock.sleep_until(Millis(1_000));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        clock.advance(Duration::from_millis(999));
+        assert!(wait.as_mut().poll(&mut cx).is_pending(), "woken before its time");
+        clock.advance(Duration::from_millis(1));
+        assert!(wait.as_mut().poll(&mut cx).is_ready(), "not woken at its time");
+        assert!(clock.sleep_until(Millis(500)).as_mut().poll(&mut cx).is_ready(), "a time already passed");
+    }
 }

@@ -3,8 +3,7 @@
 
 use serde::Serialize;
 
-use crate::runtime::{LogLine, Reason};
-use crate::store::Millis;
+use crate::model::{JobId, LogLine, Millis, Reason, RunId};
 
 /// Something that happened to a job.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -13,7 +12,7 @@ pub enum Event {
     /// A job was enqueued.
     Enqueued {
         /// The job.
-        job_id: i64,
+        job_id: JobId,
         /// Its template.
         template: String,
         /// Its queue.
@@ -22,9 +21,9 @@ pub enum Event {
     /// A run of a job started.
     Started {
         /// The job.
-        job_id: i64,
+        job_id: JobId,
         /// The run.
-        run_id: i64,
+        run_id: RunId,
         /// Which attempt.
         attempt: u32,
         /// On which node.
@@ -33,18 +32,18 @@ pub enum Event {
     /// A running job logged a line.
     Log {
         /// The job.
-        job_id: i64,
+        job_id: JobId,
         /// The run.
-        run_id: i64,
+        run_id: RunId,
         /// The line.
         line: LogLine,
     },
     /// A running job reported progress.
     Progress {
         /// The job.
-        job_id: i64,
+        job_id: JobId,
         /// The run.
-        run_id: i64,
+        run_id: RunId,
         /// 0..=100.
         percent: u8,
         /// What it said.
@@ -53,18 +52,18 @@ pub enum Event {
     /// A run succeeded; the job is done.
     Succeeded {
         /// The job.
-        job_id: i64,
+        job_id: JobId,
         /// The run.
-        run_id: i64,
+        run_id: RunId,
         /// The output JSON.
         output: String,
     },
     /// A run failed and the job will be tried again.
     Retried {
         /// The job.
-        job_id: i64,
+        job_id: JobId,
         /// The run that failed.
-        run_id: i64,
+        run_id: RunId,
         /// Why.
         reason: Reason,
         /// The failure message.
@@ -75,9 +74,9 @@ pub enum Event {
     /// A run failed and the job is over (no attempts left).
     Failed {
         /// The job.
-        job_id: i64,
+        job_id: JobId,
         /// The run that failed.
-        run_id: i64,
+        run_id: RunId,
         /// Why.
         reason: Reason,
         /// The failure message.
@@ -86,9 +85,9 @@ pub enum Event {
     /// A run was closed because its node stopped heartbeating.
     Expired {
         /// The job.
-        job_id: i64,
+        job_id: JobId,
         /// The run.
-        run_id: i64,
+        run_id: RunId,
         /// The node that went silent.
         node_id: String,
         /// Whether the job comes back for another attempt.
@@ -97,15 +96,15 @@ pub enum Event {
     /// A job was cancelled (removed while waiting, or interrupted while running).
     Cancelled {
         /// The job.
-        job_id: i64,
+        job_id: JobId,
         /// The interrupted run, if it was running.
-        run_id: Option<i64>,
+        run_id: Option<RunId>,
     },
 }
 
 impl Event {
     /// The job the event is about.
-    pub fn job_id(&self) -> i64 {
+    pub fn job_id(&self) -> JobId {
         match self {
             Event::Enqueued { job_id, .. }
             | Event::Started { job_id, .. }

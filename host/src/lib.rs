@@ -31,11 +31,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The layers, one module each: [`runtime`] (the wasm sandbox, no SQL),
-//! [`store`] (every durable fact, one trait, one implementation per
-//! database), [`queue`] (retry policy), [`engine`] (the node), [`client`]
-//! (the library API), [`api`] (HTTP), [`events`], [`clock`], [`schema`],
-//! [`units`], [`examples`].
+//! The layers, one module each: [`model`] (the values every layer speaks),
+//! [`runtime`] (the wasm sandbox, no SQL), [`store`] (every durable fact,
+//! one trait, one SQL implementation with a thin dialect per database),
+//! [`queue`] (retry policy), [`engine`] (the node, one file per loop),
+//! [`client`] (the library API), [`api`] (HTTP), [`events`], [`clock`],
+//! [`schedule`], [`schema`], [`units`], [`examples`].
 #![deny(missing_docs)]
 
 pub mod api;
@@ -45,6 +46,7 @@ pub mod engine;
 pub mod events;
 pub mod examples;
 pub mod grants;
+pub mod model;
 pub mod queue;
 pub mod runtime;
 pub mod schedule;

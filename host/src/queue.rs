@@ -5,20 +5,15 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::runtime::{Ending, Reason};
-use crate::store::{JobNext, Millis, TemplateDefaults};
+use crate::model::{Backoff, Ending, Millis, Reason};
+use crate::store::{JobNext, TemplateDefaults};
 
-/// How retries are spaced: `base * 2^(attempt-1)`, capped at `max`, then
-/// spread by ±25% jitter so failed jobs do not come back in lockstep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// Delay after the first failed attempt.
-    pub base: Duration,
-    /// The longest delay.
-    pub max: Duration,
-}
-
+/// Retries are spaced `base * 2^(attempt-1)`, capped at `max`, then spread
+/// by ±25% jitter so failed jobs do not come back in lockstep.
 impl Backoff {
+    /// No delay at all (where the run's end is not the job's fault).
+    pub const NONE: Backoff = Backoff { base: Duration::ZERO, max: Duration::ZERO };
+
     /// The backoff a template sets.
     pub fn of(defaults: &TemplateDefaults) -> Self {
         Backoff { base: Duration::from_millis(defaults.backoff_base_ms), max: Duration::from_millis(defaults.backoff_max_ms) }
@@ -48,7 +43,7 @@ pub fn after_run(ending: &Ending, attempt: u32, max_attempts: u32, backoff: Back
         Ending::Failed { reason: Reason::Expired, .. } => JobNext::Retry { at: now, refund: false },
         Ending::Failed { .. } => {
             let delay = backoff.jittered(attempt, &mut rand::rng());
-            JobNext::Retry { at: now + delay.as_millis() as Millis, refund: false }
+            JobNext::Retry { at: now + delay, refund: false }
         }
     }
 }
@@ -77,13 +72,14 @@ mod tests {
     #[test]
     fn failures_retry_until_the_last_attempt() {
         let b = Backoff { base: Duration::from_secs(1), max: Duration::from_secs(60) };
-        let JobNext::Retry { at, refund: false } = after_run(&failed(Reason::Error), 2, 3, b, 1_000) else { panic!() };
-        assert!((1_000 + 1_500..=1_000 + 2_500).contains(&at), "{at}");
-        assert_eq!(after_run(&failed(Reason::Timeout), 3, 3, b, 0), JobNext::Delete);
-        assert_eq!(after_run(&failed(Reason::Cancelled), 1, 3, b, 0), JobNext::Delete);
-        assert_eq!(after_run(&Ending::Succeeded { output: "1".into() }, 1, 3, b, 0), JobNext::Delete);
-        assert_eq!(after_run(&failed(Reason::Shutdown), 3, 3, b, 7), JobNext::Retry { at: 7, refund: true });
-        assert_eq!(after_run(&failed(Reason::Expired), 1, 2, b, 9), JobNext::Retry { at: 9, refund: false });
-        assert_eq!(after_run(&failed(Reason::Expired), 2, 2, b, 0), JobNext::Delete);
+        let t = |ms: i64| Millis(ms);
+        let JobNext::Retry { at, refund: false } = after_run(&failed(Reason::Error), 2, 3, b, t(1_000)) else { panic!() };
+        assert!((t(1_000 + 1_500)..=t(1_000 + 2_500)).contains(&at), "{at:?}");
+        assert_eq!(after_run(&failed(Reason::Timeout), 3, 3, b, t(0)), JobNext::Delete);
+        assert_eq!(after_run(&failed(Reason::Cancelled), 1, 3, b, t(0)), JobNext::Delete);
+        assert_eq!(after_run(&Ending::Succeeded { output: "1".into() }, 1, 3, b, t(0)), JobNext::Delete);
+        assert_eq!(after_run(&failed(Reason::Shutdown), 3, 3, b, t(7)), JobNext::Retry { at: t(7), refund: true });
+        assert_eq!(after_run(&failed(Reason::Expired), 1, 2, b, t(9)), JobNext::Retry { at: t(9), refund: false });
+        assert_eq!(after_run(&failed(Reason::Expired), 2, 2, b, t(0)), JobNext::Delete);
     }
 }

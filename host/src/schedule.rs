@@ -11,9 +11,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-use serde::{Deserialize, Serialize};
-
-use crate::store::Millis;
+use crate::clock::{Clock, SystemClock};
+use crate::model::Millis;
+pub use crate::model::CatchUp;
 
 /// Why a schedule was refused. Every variant names what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,7 +109,7 @@ impl CronRule {
         let cron = parser().parse(&normalized).map_err(|e| ScheduleError::Never(format!("{normalized}: {e}")))?;
         let rule = CronRule { text: normalized, cron, zone };
         // Fields each valid but never all at once (30 February): refuse.
-        if rule.next_after(Utc::now().timestamp_millis()).is_none() {
+        if rule.next_after(SystemClock.now()).is_none() {
             return Err(ScheduleError::Never(rule.text));
         }
         Ok(rule)
@@ -127,14 +127,12 @@ impl CronRule {
 
     /// The first instant strictly after `after` that the rule matches.
     pub fn next_after(&self, after: Millis) -> Option<Millis> {
-        let utc = DateTime::<Utc>::from_timestamp_millis(after)?;
-        match self.zone {
-            Some(zone) => {
-                let local = utc.with_timezone(&zone);
-                self.cron.find_next_occurrence(&local, false).ok().map(|t| t.timestamp_millis())
-            }
+        let utc = DateTime::<Utc>::from_timestamp_millis(after.0)?;
+        let next = match self.zone {
+            Some(zone) => self.cron.find_next_occurrence(&utc.with_timezone(&zone), false).ok().map(|t| t.timestamp_millis()),
             None => self.cron.find_next_occurrence(&utc, false).ok().map(|t| t.timestamp_millis()),
-        }
+        };
+        next.map(Millis)
     }
 
     /// A builder for a rule from values and ranges (bg_jobs' ScheduleBuilder).
@@ -256,7 +254,7 @@ impl Rule {
     pub fn next_after(&self, after: Millis) -> Option<Millis> {
         match self {
             Rule::Cron(cron) => cron.next_after(after),
-            Rule::Every(every) => Some(after + every.as_millis() as Millis),
+            Rule::Every(every) => Some(after + *every),
         }
     }
 
@@ -272,58 +270,29 @@ impl Rule {
     }
 }
 
-/// What to do about firings missed while no node was running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CatchUp {
-    /// Enqueue one catch-up job (not one per missed firing), then go on.
-    #[default]
-    One,
-    /// Skip them; fire next at the first instant after now.
-    Skip,
-}
-
-impl CatchUp {
-    /// As stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CatchUp::One => "one",
-            CatchUp::Skip => "skip",
-        }
-    }
-
-    /// From the stored text.
-    pub fn parse(text: &str) -> Option<CatchUp> {
-        match text {
-            "one" => Some(CatchUp::One),
-            "skip" => Some(CatchUp::Skip),
-            _ => None,
-        }
-    }
-}
 
 /// How late a firing may be (the scheduler runs on an interval) before it
 /// counts as missed, for `CatchUp::Skip`.
-pub const LATE_GRACE_MS: Millis = 5_000;
+pub const LATE_GRACE: Duration = Duration::from_secs(5);
 
 /// The unique key of the job a schedule enqueues for a firing: it names both,
 /// so one firing can never become two jobs.
 pub fn firing_key(schedule: &str, firing: Millis) -> String {
-    format!("schedule:{schedule}:{firing}")
+    format!("schedule:{schedule}:{}", firing.0)
 }
 
 /// Reads the firing time back from a scheduled job's unique key.
 pub fn firing_of(key: &str) -> Option<(&str, Millis)> {
     let rest = key.strip_prefix("schedule:")?;
     let (name, at) = rest.rsplit_once(':')?;
-    Some((name, at.parse().ok()?))
+    Some((name, Millis(at.parse().ok()?)))
 }
 
 /// The next firing of `rule` given the previous job's end (`None`: never
 /// fired, or resumed) and the catch-up policy, at `now`.
 pub fn next_firing(rule: &Rule, previous_end: Option<Millis>, catch_up: CatchUp, now: Millis) -> Option<Millis> {
     let firing = rule.next_after(previous_end.unwrap_or(now))?;
-    if firing < now - LATE_GRACE_MS && catch_up == CatchUp::Skip {
+    if firing < now - LATE_GRACE && catch_up == CatchUp::Skip {
         return rule.next_after(now);
     }
     Some(firing)
@@ -331,7 +300,7 @@ pub fn next_firing(rule: &Rule, previous_end: Option<Millis>, catch_up: CatchUp,
 
 /// Milliseconds to a UTC time, for tests and display.
 pub fn utc(ms: Millis) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+    Utc.timestamp_millis_opt(ms.0).single().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -340,7 +309,7 @@ mod tests {
     use chrono::{Datelike, NaiveDate, Weekday};
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Millis {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap().timestamp_millis()
+        Millis(Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap().timestamp_millis())
     }
 
     /// bg_jobs' example: second 1 or 10-15, minute 30, hour 8 or 14-16,
@@ -444,11 +413,12 @@ mod tests {
     fn missed_firings_catch_up_once_or_are_skipped() {
         let every_minute = Rule::Every(Duration::from_secs(60));
         let end = at(2027, 1, 1, 0, 0, 0);
-        let now = end + 3_600_000;
-        assert_eq!(next_firing(&every_minute, Some(end), CatchUp::One, now), Some(end + 60_000), "one catch-up, at once");
-        assert_eq!(next_firing(&every_minute, Some(end), CatchUp::Skip, now), Some(now + 60_000));
-        assert_eq!(next_firing(&every_minute, None, CatchUp::One, now), Some(now + 60_000));
-        let key = firing_key("nightly", 1234);
-        assert_eq!(firing_of(&key), Some(("nightly", 1234)));
+        let minute = Duration::from_secs(60);
+        let now = end + Duration::from_secs(3600);
+        assert_eq!(next_firing(&every_minute, Some(end), CatchUp::One, now), Some(end + minute), "one catch-up, at once");
+        assert_eq!(next_firing(&every_minute, Some(end), CatchUp::Skip, now), Some(now + minute));
+        assert_eq!(next_firing(&every_minute, None, CatchUp::One, now), Some(now + minute));
+        let key = firing_key("nightly", Millis(1234));
+        assert_eq!((key.as_str(), firing_of(&key)), ("schedule:nightly:1234", Some(("nightly", Millis(1234)))));
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use elihu::clock::{Clock, ManualClock, SystemClock};
+use elihu::model::{JobId, Millis};
 use elihu::runtime::{Runtime, RuntimeConfig};
 use elihu::store::{Store, Template, TemplateDefaults};
 use elihu::{Client, Event, Node, NodeConfig};
@@ -80,7 +81,7 @@ impl TestDb {
 
     /// A client with a manual clock, and the clock.
     pub async fn manual(&self) -> (Client, ManualClock) {
-        let clock = ManualClock::new(1_800_000_000_000);
+        let clock = ManualClock::new(Millis(1_800_000_000_000));
         (self.client_with(Arc::new(clock.clone())).await, clock)
     }
 }
@@ -151,43 +152,26 @@ pub async fn next_event(events: &mut broadcast::Receiver<Event>, pred: impl Fn(&
 }
 
 /// Waits for the final event of a job.
-pub async fn final_event(events: &mut broadcast::Receiver<Event>, job_id: i64) -> Event {
+pub async fn final_event(events: &mut broadcast::Receiver<Event>, job_id: JobId) -> Event {
     next_event(events, |e| e.job_id() == job_id && e.is_final()).await
 }
 
-/// A minimal HTTP/1.1 client for tests: one request per connection.
+/// One request to the API at `addr` (with reqwest): the status and the JSON
+/// body (`Null` when empty, a string when not JSON).
 pub async fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<(&str, Vec<u8>)>) -> (u16, serde_json::Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the API");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+    let mut request = reqwest::Client::new().request(method, format!("http://{addr}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
     }
-    let (ctype, bytes) = body.unwrap_or(("application/json", Vec::new()));
-    head.push_str(&format!("Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n", bytes.len()));
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&bytes).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let text = String::from_utf8_lossy(&response);
-    let status: u16 = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
-    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
-    let json = if body.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)) };
+    if let Some((content_type, bytes)) = body {
+        request = request.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes);
+    }
+    let response = request.send().await.expect("the API answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a readable body");
+    let json = if text.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)) };
     (status, json)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-    out
 }
 
 /// JSON body helper.

@@ -1,9 +1,12 @@
-//! The one shape of every API error: `{"error": {"code", "message", "details"}}`.
+//! The one shape of every API error: `{"error": {"code", "message", "details"}}`,
+//! and how each client error maps to a status and a code.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::client::ClientError;
 use crate::runtime::LoadError;
@@ -23,21 +26,45 @@ pub struct ApiError {
     pub details: Value,
 }
 
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, in an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code (`context_rejected`, `unknown_template`, ...).
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    /// What is wrong, for people.
+    pub message: String,
+    /// Structured details (the schema violations, the batch index, ...), or null.
+    pub details: Value,
+}
+
 impl ApiError {
+    /// An error with no details.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), details: Value::Null }
+    }
+
     /// A 400 naming the problem.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into(), details: Value::Null }
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
     /// A 404 naming what was not found.
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into(), details: Value::Null }
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, details: self.details } };
         (self.status, Json(body)).into_response()
     }
 }

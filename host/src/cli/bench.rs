@@ -15,6 +15,7 @@ use clap::Args;
 use serde_json::json;
 
 use elihu::engine::{Node, NodeConfig};
+use elihu::model::JobId;
 use elihu::runtime::RuntimeConfig;
 use elihu::store::{JobFilter, TemplateDefaults};
 use elihu::{Enqueue, Event, units};
@@ -159,7 +160,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     // Continuous: a steady rate, latency from enqueue to start.
     let duration = args.duration.expect("checked above");
     let node = Node::start(client.clone(), config).await?;
-    let enqueued_at: Arc<Mutex<HashMap<i64, Instant>>> = Arc::default();
+    let enqueued_at: Arc<Mutex<HashMap<JobId, Instant>>> = Arc::default();
     let mut events = client.subscribe();
     let producer = {
         let client = client.clone();

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use elihu::api::{ApiState, router};
 use elihu::engine::{Node, NodeConfig};
+use elihu::model::JobId;
 use elihu::runtime::RuntimeConfig;
 use elihu::store::{RunFilter, TemplateDefaults};
 use elihu::{Enqueue, Event, units};
@@ -72,10 +73,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Enqueue::new("spin", json!({})),
     ];
     let inserted = client.enqueue_batch(jobs).await?;
-    let ids: HashSet<i64> = inserted.iter().map(|i| i.id()).collect();
+    let ids: HashSet<JobId> = inserted.iter().map(|i| i.id()).collect();
     eprintln!("enqueued jobs {:?}", inserted.iter().map(|i| i.id()).collect::<Vec<_>>());
 
-    let mut open: HashSet<i64> = ids.clone();
+    let mut open: HashSet<JobId> = ids.clone();
     while !open.is_empty() {
         let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
             .await
@@ -89,8 +90,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             Event::Progress { job_id, percent, message, .. } => eprintln!("job {job_id}: {percent}% {message}"),
             Event::Succeeded { job_id, output, .. } => eprintln!("job {job_id}: succeeded: {output}"),
             Event::Retried { job_id, reason, message, run_at, .. } => {
-                let wait = (*run_at - client.clock().now()).max(0) as u64;
-                eprintln!("job {job_id}: failed ({reason}): {message}; retrying in {}", units::format_duration(Duration::from_millis(wait)));
+                let wait = run_at.duration_since(client.clock().now());
+                eprintln!("job {job_id}: failed ({reason}): {message}; retrying in {}", units::format_duration(wait));
             }
             Event::Failed { job_id, reason, message, .. } => eprintln!("job {job_id}: failed for good ({reason}): {message}"),
             _ => {}

@@ -8,8 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use elihu::clock::{format_millis, parse_time};
-use elihu::runtime::{Reason, RunResult};
+use elihu::model::{JobId, Millis, Reason, RunId, RunResult};
 use elihu::schema::parse_json;
 use elihu::store::{CancelOutcome, Inserted, JobFilter, JobState, Run, RunFilter, RunStatus};
 use elihu::{Client, Enqueue, units};
@@ -60,7 +59,7 @@ pub struct EnqueueArgs {
 
 pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let run_at = match &args.at {
-        Some(text) => Some(parse_time(text).with_context(|| format!("`{text}` is not an RFC 3339 time such as 2026-11-22T10:00:00Z"))?),
+        Some(text) => Some(Millis::parse_rfc3339(text).with_context(|| format!("`{text}` is not an RFC 3339 time such as 2026-11-22T10:00:00Z"))?),
         None => None,
     };
     let contexts: Vec<Value> = match &args.batch {
@@ -102,7 +101,7 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
 
 /// Follows a job until it is over, printing each run's start, progress and
 /// end, then the final output (exit 0) or failure (exit 1).
-async fn wait(client: &Client, job_id: i64) -> anyhow::Result<ExitCode> {
+async fn wait(client: &Client, job_id: JobId) -> anyhow::Result<ExitCode> {
     let mut started = std::collections::HashSet::new();
     let mut ended = std::collections::HashSet::new();
     let mut last_progress = None;
@@ -195,9 +194,7 @@ pub async fn jobs(command: JobsCommand) -> anyhow::Result<ExitCode> {
     let JobsCommand::Ls { db, template, queue, state, limit, json } = command;
     let state = match state.as_deref() {
         None => None,
-        Some("available") => Some(JobState::Available),
-        Some("running") => Some(JobState::Running),
-        Some(other) => bail!("--state `{other}` is not `available` or `running`"),
+        Some(text) => Some(JobState::parse(text).with_context(|| format!("--state `{text}` is not `available` or `running`"))?),
     };
     let client = open(&db).await?;
     let jobs = client.job_list(&JobFilter { template, queue, state, limit: Some(limit) }).await?;
@@ -213,9 +210,9 @@ pub async fn jobs(command: JobsCommand) -> anyhow::Result<ExitCode> {
             j.template,
             j.queue,
             j.priority,
-            if j.state == JobState::Running { "running" } else { "available" },
+            j.state.as_str(),
             format!("{}/{}", j.attempt, j.max_attempts),
-            format_millis(j.run_at)
+            j.run_at.to_rfc3339()
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -227,7 +224,7 @@ pub struct CancelArgs {
     #[command(flatten)]
     db: DbArgs,
     /// The job.
-    id: i64,
+    id: JobId,
 }
 
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
@@ -249,7 +246,7 @@ pub enum RunsCommand {
         db: DbArgs,
         /// Only this job's runs.
         #[arg(long)]
-        job: Option<i64>,
+        job: Option<JobId>,
         /// Only this template's runs.
         #[arg(long)]
         template: Option<String>,
@@ -265,7 +262,7 @@ pub enum RunsCommand {
         #[command(flatten)]
         db: DbArgs,
         /// The run.
-        id: i64,
+        id: RunId,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -276,13 +273,10 @@ pub fn print_runs(runs: &[Run]) {
     println!("{:>6} {:>6} {:<14} {:>7} {:<10} {:<10} {:>8}  MESSAGE", "RUN", "JOB", "TEMPLATE", "ATTEMPT", "RESULT", "REASON", "TOOK");
     for r in runs {
         let result = match (r.status, r.result) {
-            (RunStatus::Running, _) => "running",
-            (_, Some(RunResult::Succeeded)) => "succeeded",
-            (_, Some(RunResult::Failed)) => "failed",
-            (_, Some(RunResult::Cancelled)) => "cancelled",
-            (_, None) => "?",
+            (RunStatus::Running, _) | (_, None) => r.status.as_str(),
+            (_, Some(result)) => result.as_str(),
         };
-        let took = r.finished_at.map(|f| units::format_duration(Duration::from_millis((f - r.started_at).max(0) as u64)));
+        let took = r.finished_at.map(|f| units::format_duration(f.duration_since(r.started_at)));
         let message = r.message.clone().or_else(|| r.output.clone()).unwrap_or_default();
         let message: String = message.chars().take(60).collect();
         println!(
@@ -319,9 +313,9 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
             }
             println!("run {} of job {} ({}), attempt {} of {}", run.id, run.job_id, run.template, run.attempt, run.max_attempts);
             println!("node {}, component {}", run.node_id, run.digest.short());
-            println!("started {}", format_millis(run.started_at));
+            println!("started {}", run.started_at);
             if let Some(f) = run.finished_at {
-                println!("finished {}: {}", format_millis(f), describe(&run));
+                println!("finished {f}: {}", describe(&run));
             } else {
                 println!("{}", describe(&run));
             }
@@ -382,7 +376,7 @@ pub async fn nodes(args: DbOnly) -> anyhow::Result<ExitCode> {
     }
     println!("{:<32} {:<16} {:>7} {:<24} {:<24}", "NODE", "HOST", "PID", "QUEUES", "LAST HEARTBEAT");
     for n in nodes {
-        println!("{:<32} {:<16} {:>7} {:<24} {:<24}", n.id, n.hostname, n.pid, n.queues, format_millis(n.heartbeat_at));
+        println!("{:<32} {:<16} {:>7} {:<24} {:<24}", n.id, n.hostname, n.pid, n.queues, n.heartbeat_at);
     }
     Ok(ExitCode::SUCCESS)
 }

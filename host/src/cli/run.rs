@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use elihu::runtime::{Ending, JobInfo, LogLevel, LogLine, RunFeed, RunLimits, RunRequest, Runtime, RuntimeConfig, Throttle};
+use elihu::model::{LogLevel, LogLine};
+use elihu::runtime::{Ending, JobInfo, RunFeed, RunLimits, RunRequest, Runtime, RuntimeConfig, Throttle};
 use elihu::schema::{ContextSchema, parse_json};
 use elihu::units;
 

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use elihu::clock::format_millis;
 use elihu::schedule::{CatchUp, Rule};
 use elihu::schema::parse_json;
 use elihu::{Schedule, ScheduleSpec, units};
@@ -101,7 +100,7 @@ fn describe(s: &Schedule) -> String {
 fn next(s: &Schedule) -> String {
     match (s.paused, s.next_firing) {
         (true, _) => "paused".into(),
-        (false, Some(at)) => format_millis(at),
+        (false, Some(at)) => at.to_rfc3339(),
         (false, None) => "running".into(),
     }
 }

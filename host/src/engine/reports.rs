@@ -13,14 +13,15 @@ use tokio::sync::oneshot;
 
 use crate::client::Client;
 use crate::events::Event;
-use crate::runtime::{GuestLimits, Progress, RunFeed, Throttle};
+use crate::model::{JobId, Progress, RunId};
+use crate::runtime::{GuestLimits, RunFeed, Throttle};
 
 /// Where a run's reports go.
 pub(crate) struct Reporter {
     pub(crate) client: Client,
     pub(crate) node_id: String,
-    pub(crate) job_id: i64,
-    pub(crate) run_id: i64,
+    pub(crate) job_id: JobId,
+    pub(crate) run_id: RunId,
     pub(crate) feed: Arc<RunFeed>,
 }
 

@@ -8,51 +8,12 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest as _, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use super::bindings::JobPre;
+use crate::model::Digest;
 use super::sandbox::RunState;
-
-/// The sha256 digest of a component's bytes, as 64 lowercase hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Digest(String);
-
-impl Digest {
-    /// The digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Digest {
-        let hash = Sha256::digest(bytes);
-        let mut hex = String::with_capacity(64);
-        for b in hash {
-            hex.push_str(&format!("{b:02x}"));
-        }
-        Digest(hex)
-    }
-
-    /// Reads a digest from its hex form.
-    pub fn parse(text: &str) -> Option<Digest> {
-        let ok = text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        ok.then(|| Digest(text.to_string()))
-    }
-
-    /// The hex form.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The first 12 hex digits, for people.
-    pub fn short(&self) -> &str {
-        &self.0[..12]
-    }
-}
-
-impl std::fmt::Display for Digest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// Why a component was refused.
 #[derive(Debug, thiserror::Error)]

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::audit::Audit;
-use super::limits::GuestLimits;
-use super::outcome::{LogLevel, LogLine, Progress};
+use crate::model::GuestLimits;
 use super::redact::{Redactor, StreamRedactor};
+use crate::model::{LogLevel, LogLine, Progress};
 use crate::units::format_size_human;
 
 /// `text` cut to at most `max` bytes on a character boundary.

@@ -3,13 +3,13 @@
 //! `Runtime::run`, which gives every run a fresh instance with a memory cap,
 //! a deadline and a WASI context without files or environment, with network
 //! only as its [`Capabilities`] grant, and classifies how it ended. Knows
-//! nothing of SQL.
+//! nothing of SQL: it speaks the values of `model` and decides only what the
+//! sandbox decides.
 
 mod audit;
 mod cancel;
 mod component;
 mod journal;
-mod limits;
 mod net;
 mod outcome;
 mod redact;
@@ -24,13 +24,12 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
-pub use audit::Call;
 pub use cancel::CancelHandle;
-pub use component::{Digest, LoadError, LoadSource, LoadedJob};
+pub use crate::model::{Call, GuestLimits, LimitError, TemplateLimits};
+pub use component::{LoadError, LoadSource, LoadedJob};
 pub use journal::{FeedBatch, RunFeed, Throttle};
-pub use limits::{GuestLimits, LimitError, TemplateLimits};
 pub use net::{Capabilities, TlsError};
-pub use outcome::{Ending, LogLevel, LogLine, Progress, Reason, RunOutcome, RunResult};
+pub use outcome::{Ending, Reason, RunOutcome};
 
 use component::ComponentCache;
 use journal::Journal;
@@ -242,7 +241,7 @@ impl Runtime {
     }
 
     /// A component loaded earlier, by digest.
-    pub fn loaded(&self, digest: &Digest) -> Option<Arc<LoadedJob>> {
+    pub fn loaded(&self, digest: &crate::model::Digest) -> Option<Arc<LoadedJob>> {
         self.cache.get(digest)
     }
 

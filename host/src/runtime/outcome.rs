@@ -1,25 +1,14 @@
-//! How a run ended: the result, the reason, and everything the run left behind
-//! (output, logs, progress, checkpoint, timings).
+//! How the sandbox ended a run (its verdict and the reasons it can give) and
+//! everything the run left behind (output, logs, progress, checkpoint, timings).
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use crate::model::{self, LogLine, Progress};
 
-/// The result of a run, as stored in history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunResult {
-    /// The job returned an output.
-    Succeeded,
-    /// The job failed; [`Reason`] says how.
-    Failed,
-    /// Somebody cancelled the job while it ran.
-    Cancelled,
-}
-
-/// Why a run did not succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Why the sandbox ended a run without success: only what the sandbox itself
+/// decides. The engine records these as [`model::Reason`](crate::model::Reason),
+/// which adds the reasons it sets itself (`expired`, `shutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// The job returned an error of its own (or the host refused what it returned).
     Error,
@@ -31,128 +20,29 @@ pub enum Reason {
     Trap,
     /// The run was cancelled through its [`CancelHandle`](super::CancelHandle).
     Cancelled,
-    /// The node running it stopped heartbeating and another node closed the run
-    /// (set by the engine, never by the sandbox).
-    Expired,
-    /// The node shut down before the run finished (set by the engine).
-    Shutdown,
 }
 
-impl Reason {
-    /// The reason's name as stored and shown (`timeout`, `memory`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Error => "error",
-            Reason::Timeout => "timeout",
-            Reason::Memory => "memory",
-            Reason::Trap => "trap",
-            Reason::Cancelled => "cancelled",
-            Reason::Expired => "expired",
-            Reason::Shutdown => "shutdown",
+impl From<Reason> for model::Reason {
+    fn from(reason: Reason) -> model::Reason {
+        match reason {
+            Reason::Error => model::Reason::Error,
+            Reason::Timeout => model::Reason::Timeout,
+            Reason::Memory => model::Reason::Memory,
+            Reason::Trap => model::Reason::Trap,
+            Reason::Cancelled => model::Reason::Cancelled,
         }
     }
 }
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(model::Reason::from(*self).as_str())
     }
 }
 
-/// How a run ended: exactly one of these.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
-    /// The job returned `ok`: its output, as JSON text.
-    Succeeded {
-        /// The output JSON.
-        output: String,
-    },
-    /// The job did not succeed.
-    Failed {
-        /// How it failed.
-        reason: Reason,
-        /// A message for people: the guest's own error, the trap, the limit that was hit.
-        message: String,
-    },
-}
-
-impl Ending {
-    /// The stored result of this ending.
-    pub fn result(&self) -> RunResult {
-        match self {
-            Ending::Succeeded { .. } => RunResult::Succeeded,
-            Ending::Failed { reason: Reason::Cancelled, .. } => RunResult::Cancelled,
-            Ending::Failed { .. } => RunResult::Failed,
-        }
-    }
-
-    /// The reason, when the run did not succeed.
-    pub fn reason(&self) -> Option<Reason> {
-        match self {
-            Ending::Succeeded { .. } => None,
-            Ending::Failed { reason, .. } => Some(*reason),
-        }
-    }
-}
-
-/// Where a log line came from and how important it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    /// `host.log` at level trace.
-    Trace,
-    /// `host.log` at level debug.
-    Debug,
-    /// `host.log` at level info.
-    Info,
-    /// `host.log` at level warn.
-    Warn,
-    /// `host.log` at level error.
-    Error,
-    /// A line the guest wrote to stdout.
-    Stdout,
-    /// A line the guest wrote to stderr (panic messages land here).
-    Stderr,
-    /// A line elihu wrote about the run (what was cut, what was refused);
-    /// a guest cannot write at this level.
-    Host,
-}
-
-impl LogLevel {
-    /// The level's name as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Trace => "trace",
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-            LogLevel::Stdout => "stdout",
-            LogLevel::Stderr => "stderr",
-            LogLevel::Host => "host",
-        }
-    }
-}
-
-/// One line of a run's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// Milliseconds since the run started.
-    pub at_ms: u64,
-    /// Level, or the stream it was written to.
-    pub level: LogLevel,
-    /// The text, without a trailing newline.
-    pub message: String,
-}
-
-/// The latest progress a run reported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
-    /// 0..=100.
-    pub percent: u8,
-    /// What the job said it was doing.
-    pub message: String,
-}
+/// How the sandbox ended a run: succeeded with an output, or failed with a
+/// sandbox [`Reason`] and a message.
+pub type Ending = model::Ending<Reason>;
 
 /// Everything a finished run leaves behind.
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::bindings::elihu::job::{host, types};
 use super::journal::Journal;
 use super::net::{Capabilities, NetHooks, RunNet, socket_check};
-use super::outcome::LogLevel;
+use crate::model::LogLevel;
 
 /// The guest's stdout or stderr, captured into the run's journal.
 #[derive(Clone)]

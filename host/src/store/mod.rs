@@ -1,24 +1,27 @@
 //! The store: every durable fact of elihu (components, templates, jobs, runs,
-//! nodes, the leader lease) behind one `Store` trait with object-first method
-//! names. SQL lives in the implementations (`sqlite`); queue logic (retry
-//! policy, backoff, what happens at the last attempt) lives above, in `queue`
-//! and `engine`, so every backend shares it.
+//! nodes, the leader lease, schedules) behind one `Store` trait with
+//! object-first method names. One implementation (`sql`) serves every
+//! database; a `Dialect` per database (`sqlite`, `postgres`) supplies only the
+//! statements that truly differ. Rows map to these types by derive. Queue
+//! logic (retry policy, backoff, what happens at the last attempt) lives
+//! above, in `queue` and `engine`.
 
 mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use crate::runtime::{Digest, LogLine, Progress, Reason, RunResult};
+use crate::model::{Backoff, CatchUp, Digest, Ending, JobId, LogLine, Millis, Progress, Reason, RunId, RunResult};
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
-
-/// Milliseconds since the Unix epoch, UTC: the one time type of the store.
-pub type Millis = i64;
+pub use postgres::{PostgresDialect, PostgresStore};
+pub use rows::{JsonText, RunRow};
+pub use sql::{Dialect, Param, Pick, SqlStore};
+pub use sqlite::{SqliteDialect, SqliteStore};
 
 /// Why the store refused or failed an operation.
 #[derive(Debug, thiserror::Error)]
@@ -54,21 +57,26 @@ pub enum StoreError {
 }
 
 /// Defaults a template gives its jobs, each overridable at enqueue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct TemplateDefaults {
     /// Queue the jobs go to.
     pub queue: String,
     /// Priority: lower runs first (0 is the most urgent).
     pub priority: i32,
     /// Attempts a job may make in all.
+    #[sqlx(try_from = "i64")]
     pub max_attempts: u32,
     /// Timeout of each run, in milliseconds.
+    #[sqlx(try_from = "i64")]
     pub timeout_ms: u64,
     /// Memory limit of each run, in bytes.
+    #[sqlx(try_from = "i64")]
     pub memory_bytes: u64,
     /// First retry delay, in milliseconds; it doubles per attempt.
+    #[sqlx(try_from = "i64")]
     pub backoff_base_ms: u64,
     /// The longest retry delay, in milliseconds.
+    #[sqlx(try_from = "i64")]
     pub backoff_max_ms: u64,
 }
 
@@ -87,17 +95,21 @@ impl Default for TemplateDefaults {
 }
 
 /// A named job type.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct Template {
     /// Its name.
     pub name: String,
     /// The component its jobs run.
+    #[sqlx(try_from = "String")]
     pub digest: Digest,
     /// The JSON Schema of its jobs' contexts.
+    #[sqlx(try_from = "JsonText")]
     pub schema: serde_json::Value,
     /// Defaults for its jobs.
+    #[sqlx(flatten)]
     pub defaults: TemplateDefaults,
     /// Values jobs read with `config(key)`.
+    #[sqlx(try_from = "JsonText")]
     pub config: BTreeMap<String, String>,
     /// 1 on creation, +1 on every update.
     pub version: i64,
@@ -108,13 +120,33 @@ pub struct Template {
 }
 
 /// Whether a job waits or runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting for its run-at and a free slot.
     Available,
     /// A run of it is in flight.
     Running,
+}
+
+impl JobState {
+    /// The state's name as stored and shown (`available`, `running`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Available => "available",
+            JobState::Running => "running",
+        }
+    }
+
+    /// Reads `available` or `running`.
+    pub fn parse(text: &str) -> Option<JobState> {
+        match text {
+            "available" => Some(JobState::Available),
+            "running" => Some(JobState::Running),
+            _ => None,
+        }
+    }
 }
 
 /// A job to insert.
@@ -143,18 +175,17 @@ pub struct NewJob {
 }
 
 /// What inserting a job did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase", tag = "status", content = "id")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     /// A new job with this id.
-    New(i64),
+    New(JobId),
     /// A job with the same unique key was already queued or running.
-    Existing(i64),
+    Existing(JobId),
 }
 
 impl Inserted {
     /// The job's id either way.
-    pub fn id(self) -> i64 {
+    pub fn id(self) -> JobId {
         match self {
             Inserted::New(id) | Inserted::Existing(id) => id,
         }
@@ -162,10 +193,10 @@ impl Inserted {
 }
 
 /// A queued or running job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct Job {
     /// Its id.
-    pub id: i64,
+    pub id: JobId,
     /// Its template.
     pub template: String,
     /// Its context (JSON text).
@@ -179,12 +210,16 @@ pub struct Job {
     /// Waiting or running.
     pub state: JobState,
     /// Attempts made so far (the running one included).
+    #[sqlx(try_from = "i64")]
     pub attempt: u32,
     /// Attempts in all.
+    #[sqlx(try_from = "i64")]
     pub max_attempts: u32,
     /// Per-run timeout.
+    #[sqlx(try_from = "i64")]
     pub timeout_ms: u64,
     /// Per-run memory limit.
+    #[sqlx(try_from = "i64")]
     pub memory_bytes: u64,
     /// Its unique key.
     pub unique_key: Option<String>,
@@ -193,7 +228,7 @@ pub struct Job {
     /// The checkpoint the latest attempt saved.
     pub checkpoint: Option<String>,
     /// The run in flight, if running.
-    pub current_run: Option<i64>,
+    pub current_run: Option<RunId>,
     /// The node running it.
     pub node_id: Option<String>,
     /// A cancel was asked while it ran.
@@ -202,22 +237,31 @@ pub struct Job {
     pub created_at: Millis,
 }
 
-/// A job claimed for a run, with what the run needs.
-#[derive(Debug, Clone, PartialEq)]
+/// A job claimed for a run, with what the run needs from its template as
+/// it was at claim time.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Claimed {
     /// The new run's id.
-    pub run_id: i64,
+    #[sqlx(rename = "current_run")]
+    pub run_id: RunId,
     /// The job, with `attempt` already counting this run.
+    #[sqlx(flatten)]
     pub job: Job,
-    /// The component the run uses (the template's at claim time).
+    /// The component the run uses.
+    #[sqlx(rename = "template_digest", try_from = "String")]
     pub digest: Digest,
     /// The template's config values.
+    #[sqlx(rename = "template_config", try_from = "JsonText")]
     pub config: BTreeMap<String, String>,
+    /// How the template spaces retries.
+    #[sqlx(flatten)]
+    pub backoff: Backoff,
 }
 
 /// Whether a run is in flight or over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum RunStatus {
     /// In flight.
     Running,
@@ -225,22 +269,35 @@ pub enum RunStatus {
     Done,
 }
 
+impl RunStatus {
+    /// The status's name as stored and shown (`running`, `done`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+        }
+    }
+}
+
 /// One attempt of a job, as history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct Run {
     /// Its id.
-    pub id: i64,
+    pub id: RunId,
     /// The job.
-    pub job_id: i64,
+    pub job_id: JobId,
     /// The job's template.
     pub template: String,
     /// Which attempt.
+    #[sqlx(try_from = "i64")]
     pub attempt: u32,
     /// Of how many.
+    #[sqlx(try_from = "i64")]
     pub max_attempts: u32,
     /// The node that ran it.
     pub node_id: String,
     /// The component it ran.
+    #[sqlx(try_from = "String")]
     pub digest: Digest,
     /// In flight or over.
     pub status: RunStatus,
@@ -253,8 +310,10 @@ pub struct Run {
     /// The output JSON.
     pub output: Option<String>,
     /// Its log.
+    #[sqlx(try_from = "JsonText")]
     pub logs: Vec<LogLine>,
-    /// The last progress it reported.
+    /// The last progress it reported (two columns, read by the store).
+    #[sqlx(skip)]
     pub progress: Option<Progress>,
     /// The last checkpoint it saved.
     pub checkpoint: Option<String>,
@@ -274,19 +333,13 @@ pub struct Run {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunEnd {
     /// The run.
-    pub run_id: i64,
+    pub run_id: RunId,
     /// Its job.
-    pub job_id: i64,
+    pub job_id: JobId,
     /// The node that owns the run: the write only counts if it still does.
     pub node_id: String,
-    /// The result.
-    pub result: RunResult,
-    /// The reason, when not succeeded.
-    pub reason: Option<Reason>,
-    /// The failure message.
-    pub message: Option<String>,
-    /// The output.
-    pub output: Option<String>,
+    /// How it ended (its result, reason, message or output follow).
+    pub ending: Ending,
     /// The log.
     pub logs: Vec<LogLine>,
     /// The last progress.
@@ -312,7 +365,7 @@ pub enum JobNext {
 }
 
 /// What a cancel did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CancelOutcome {
     /// The job was waiting and is gone.
@@ -340,7 +393,7 @@ pub struct JobFilter {
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     /// Only this job's runs.
-    pub job_id: Option<i64>,
+    pub job_id: Option<JobId>,
     /// Only this template's runs.
     pub template: Option<String>,
     /// At most this many (default 100), newest first.
@@ -348,7 +401,7 @@ pub struct RunFilter {
 }
 
 /// A node, as the database sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct NodeInfo {
     /// Its id.
     pub id: String,
@@ -365,7 +418,7 @@ pub struct NodeInfo {
 }
 
 /// Per-template figures (Bildad's job stats).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct TemplateStats {
     /// The template.
     pub template: String,
@@ -386,7 +439,7 @@ pub struct TemplateStats {
 }
 
 /// A schedule as stored (see `crate::schedule` for its meaning).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct StoredSchedule {
     /// Its name.
     pub name: String,
@@ -400,14 +453,14 @@ pub struct StoredSchedule {
     pub interval_ms: Option<i64>,
     /// The IANA time zone of its cron rule.
     pub timezone: Option<String>,
-    /// `one` or `skip`: what to do about missed firings.
-    pub catch_up: String,
+    /// What to do about missed firings.
+    pub catch_up: CatchUp,
     /// Paused schedules do not fire.
     pub paused: bool,
     /// The firing time of the job it last enqueued.
     pub last_firing: Option<Millis>,
     /// That job, while it is queued or running.
-    pub current_job: Option<i64>,
+    pub current_job: Option<JobId>,
     /// When it was created.
     pub created_at: Millis,
     /// When it was last changed.
@@ -448,7 +501,7 @@ pub trait Store: Send + Sync + 'static {
     /// queued or running job is not inserted and reports that job instead.
     async fn job_insert(&self, jobs: &[NewJob], now: Millis) -> Result<Vec<Inserted>, StoreError>;
     /// A queued or running job.
-    async fn job_get(&self, id: i64) -> Result<Option<Job>, StoreError>;
+    async fn job_get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
     /// Queued and running jobs, in claim order.
     async fn job_list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
     /// Claims up to `limit` available jobs of `queue` due at `now`, by
@@ -463,11 +516,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Claimed>, StoreError>;
     /// Claims one specific available job now, whatever its run-at or queue
     /// (Bildad's `enqueue_and_run`). `None` when it is not available.
-    async fn job_claim_id(&self, node_id: &str, id: i64, now: Millis, expires_at: Millis) -> Result<Option<Claimed>, StoreError>;
+    async fn job_claim_id(&self, node_id: &str, id: JobId, now: Millis, expires_at: Millis) -> Result<Option<Claimed>, StoreError>;
     /// Cancels a job: removes it if waiting, flags it if running.
-    async fn job_cancel(&self, id: i64) -> Result<CancelOutcome, StoreError>;
+    async fn job_cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError>;
     /// Running jobs of `node_id` whose cancel was requested.
-    async fn job_cancel_requested(&self, node_id: &str) -> Result<Vec<i64>, StoreError>;
+    async fn job_cancel_requested(&self, node_id: &str) -> Result<Vec<JobId>, StoreError>;
 
     /// Records a run's end and moves its job on, only while the run is still
     /// running on `end.node_id` and is the job's current run (fencing).
@@ -479,11 +532,11 @@ pub trait Store: Send + Sync + 'static {
     /// one answer per run, in order.
     async fn run_finish_many(&self, ends: &[(RunEnd, JobNext)]) -> Result<Vec<bool>, StoreError>;
     /// Saves a checkpoint of a running run on its job (fenced like `run_finish`).
-    async fn run_checkpoint(&self, run_id: i64, node_id: &str, checkpoint: &str) -> Result<bool, StoreError>;
+    async fn run_checkpoint(&self, run_id: RunId, node_id: &str, checkpoint: &str) -> Result<bool, StoreError>;
     /// Saves the latest progress of a running run.
-    async fn run_progress(&self, run_id: i64, progress: &Progress) -> Result<(), StoreError>;
+    async fn run_progress(&self, run_id: RunId, progress: &Progress) -> Result<(), StoreError>;
     /// A run by id.
-    async fn run_get(&self, id: i64) -> Result<Option<Run>, StoreError>;
+    async fn run_get(&self, id: RunId) -> Result<Option<Run>, StoreError>;
     /// Runs, newest first.
     async fn run_list(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError>;
     /// Running runs that are abandoned: their own lease has passed, and so
@@ -522,7 +575,7 @@ pub trait Store: Send + Sync + 'static {
     async fn schedule_pause(&self, name: &str, paused: bool, now: Millis) -> Result<bool, StoreError>;
     /// Withdraws a schedule's queued job `job_id` if it is still waiting (a
     /// missed firing under `catch_up = skip`); false if it already runs.
-    async fn schedule_skip(&self, name: &str, job_id: i64) -> Result<bool, StoreError>;
+    async fn schedule_skip(&self, name: &str, job_id: JobId) -> Result<bool, StoreError>;
     /// Enqueues the job of a firing, only if the schedule's last firing is
     /// still `expected` (so two leaders cannot both fire it), recording the
     /// firing and the job. `None` when another node fired first.
@@ -554,7 +607,7 @@ pub enum Notice {
     /// A cancel was requested for this running job.
     CancelRequested {
         /// The job.
-        job_id: i64,
+        job_id: JobId,
     },
     /// The notification connection was lost and is back: notices may have
     /// been missed, so look again.

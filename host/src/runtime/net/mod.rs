@@ -27,7 +27,7 @@ pub(crate) use lookup::GrantedLookup;
 
 use super::audit::Meter;
 use super::journal::Journal;
-use super::limits::GuestLimits;
+use crate::model::GuestLimits;
 use crate::grants::{Grants, HostPattern, PortPattern, Scheme};
 use crate::secrets::SecretValue;
 use crate::units::{format_duration, format_size_human};

@@ -1,0 +1,69 @@
+//! The claim loop, one per queue: claims as many due jobs as the queue has
+//! free slots and starts their runs; then waits for a wake-up (an enqueue in
+//! this process, a notice from the database), a freed slot when the queue is
+//! full, or the poll interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{NodeState, Phase, runs};
+
+/// How long a full queue waits after a slot frees before claiming again.
+const CLAIM_COOLDOWN: Duration = Duration::from_millis(2);
+
+/// Claims and starts the jobs of `queue`, at most `limit` in flight, until the node drains.
+pub(super) async fn run(state: Arc<NodeState>, queue: String, limit: u32, mut phase: watch::Receiver<Phase>) {
+    let client = state.client.clone();
+    let mut failures = 0u32;
+    loop {
+        // Register for wake-ups before looking, so none is missed in between.
+        let woken = state.wake.notified();
+        let freed = state.runs.freed();
+        tokio::pin!(woken, freed);
+        woken.as_mut().enable();
+        freed.as_mut().enable();
+        if *phase.borrow() != Phase::Running {
+            return;
+        }
+        let free = limit.saturating_sub(state.runs.busy(&queue));
+        let mut full_batch = false;
+        if free > 0 {
+            let now = client.clock().now();
+            let started = std::time::Instant::now();
+            match client.store().job_claim(&state.id, &queue, free, now, now + state.config.run_ttl).await {
+                Ok(claimed) => {
+                    tracing::debug!(claimed = claimed.len(), free, took_us = started.elapsed().as_micros() as u64, "claimed");
+                    failures = 0;
+                    full_batch = claimed.len() as u32 == free;
+                    for c in claimed {
+                        runs::spawn(&state, c);
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, queue = %queue, "claiming failed; retrying");
+                }
+            }
+        }
+        if full_batch {
+            continue;
+        }
+        let pause = if failures > 0 {
+            (state.config.poll_interval * failures.min(20)).min(Duration::from_secs(5))
+        } else {
+            state.config.poll_interval
+        };
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = &mut freed, if free == 0 => {
+                // Let the runs finishing together free their slots, so the
+                // next claim takes a batch instead of one job per statement.
+                tokio::time::sleep(CLAIM_COOLDOWN).await;
+            }
+            _ = tokio::time::sleep(pause) => {}
+            Ok(()) = phase.changed() => {}
+        }
+    }
+}
