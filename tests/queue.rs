@@ -191,7 +191,7 @@ async fn bad_uploads_are_refused_and_nothing_stored_changes(backend: Backend) {
     let client = db.client().await;
     let before = push(&client, "hello", defaults(2)).await;
     let schema = json!({"type": "object"});
-    let none = BTreeMap::new();
+    let none = elihu::store::TemplateSettings::default();
     let d = defaults(1);
     let cases: Vec<(&[u8], serde_json::Value, &str)> = vec![
         (b"not wasm at all", schema.clone(), "this file is not WebAssembly"),
@@ -326,6 +326,7 @@ async fn runs_of_a_silent_node_expire_and_their_jobs_run_again(backend: Backend)
         logs: vec![],
         progress: None,
         checkpoint: None,
+        calls: vec![],
         finished_at: clock.now(),
     };
     assert!(!client.store().run_finish(&late, JobNext::Delete).await.unwrap());

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elihu::model::{Digest, Ending, JobId, Millis, Progress, Reason, RunId, RunResult};
+use elihu::grants::{AllowedHost, Grants, HeaderGrant};
+use elihu::model::{Call, Digest, Ending, JobId, Millis, Progress, Reason, RunId, RunResult, TemplateLimits};
 use elihu::store::{
-    CancelOutcome, Claimed, Inserted, JobFilter, JobNext, JobState, NewJob, NodeInfo, RunEnd, RunFilter, RunStatus, Store,
-    StoreError, StoredSchedule, TemplateDefaults,
+    CancelOutcome, Claimed, Inserted, JobFilter, JobNext, JobState, KeyCheck, NewJob, NodeInfo, RunEnd, RunFilter, RunStatus,
+    Store, StoreError, StoredSchedule, TemplateDefaults, TemplateSettings,
 };
 use serde_json::json;
 
@@ -66,13 +67,16 @@ contract!(
     a_job_past_its_discard_time_is_not_claimed,
     a_paused_schedule_withdraws_its_job_and_does_not_fire,
     stats_count_runs_and_jobs_per_template,
+    grants_and_limits_are_stored_with_the_template_and_claimed_with_its_jobs,
+    a_runs_calls_are_recorded_and_counted_in_stats,
+    secrets_are_stored_sealed_and_listed_without_values,
 );
 
 async fn with_template(store: &Arc<dyn Store>, name: &str) -> Digest {
     let bytes = format!("component {name}").into_bytes();
     let digest = Digest::of(&bytes);
     store.component_put(&digest, &bytes, T0).await.unwrap();
-    store.template_put(name, &digest, &json!({"type": "object"}), &TemplateDefaults::default(), &BTreeMap::new(), T0).await.unwrap();
+    store.template_put(name, &digest, &json!({"type": "object"}), &TemplateDefaults::default(), &Default::default(), T0).await.unwrap();
     digest
 }
 
@@ -92,6 +96,7 @@ fn job(template: &str, priority: i32, run_at: Millis) -> NewJob {
         memory_bytes: 64 << 20,
         unique_key: None,
         discard_after: None,
+        allowed_hosts: None,
     }
 }
 
@@ -123,6 +128,7 @@ fn end(run_id: RunId, job_id: JobId, node: &str, reason: Option<Reason>) -> RunE
         logs: vec![],
         progress: Some(Progress { percent: 100, message: "done".into() }),
         checkpoint: None,
+        calls: vec![],
         finished_at: at(50),
     }
 }
@@ -302,7 +308,7 @@ async fn a_template_update_leaves_claimed_runs_on_their_digest(store: &Arc<dyn S
     store.component_put(&v2, &bytes, T0).await.unwrap();
     let config = BTreeMap::from([("mode".to_string(), "fast".to_string())]);
     let defaults = TemplateDefaults { backoff_base_ms: 7, backoff_max_ms: 70, ..TemplateDefaults::default() };
-    let t = store.template_put("tmpl", &v2, &json!({}), &defaults, &config, at(1)).await.unwrap();
+    let t = store.template_put("tmpl", &v2, &json!({}), &defaults, &config.clone().into(), at(1)).await.unwrap();
     assert_eq!((t.version, &t.digest, &t.config, t.created_at, t.updated_at), (2, &v2, &config, T0, at(1)));
     assert_eq!(store.component_get(&v1).await.unwrap().unwrap(), b"component tmpl");
     let second = claim(store, "n1", 1, T0).await.remove(0);
@@ -425,6 +431,78 @@ async fn stats_count_runs_and_jobs_per_template(store: &Arc<dyn Store>) {
     assert_eq!((stats[0].duration_p50_ms, stats[0].duration_p95_ms), (Some(50), Some(50)), "finished at T0 + 50");
     assert_eq!(stats[1].duration_p50_ms, None);
     succeed(store, running).await;
+}
+
+async fn grants_and_limits_are_stored_with_the_template_and_claimed_with_its_jobs(store: &Arc<dyn Store>) {
+    let digest = with_template(store, "hook").await;
+    let api = AllowedHost::parse("https://api.example.com").unwrap();
+    let grants = Grants {
+        allowed_hosts: vec![api.clone(), AllowedHost::parse("tcp://127.0.0.1:2525").unwrap()],
+        headers: vec![HeaderGrant::parse(api.clone(), "Authorization=Bearer {{secret:t}}").unwrap()],
+        secrets: vec!["smtp".into()],
+    };
+    let limits = TemplateLimits { max_requests: Some(3), max_output_bytes: Some(100), ..TemplateLimits::default() };
+    let settings = TemplateSettings { grants: grants.clone(), limits, ..TemplateSettings::default() };
+    let t = store.template_put("hook", &digest, &json!({}), &TemplateDefaults::default(), &settings, at(1)).await.unwrap();
+    assert_eq!((&t.grants, t.limits), (&grants, limits));
+    assert_eq!(store.template_get("hook").await.unwrap().unwrap().grants, grants);
+    let narrowed = NewJob { allowed_hosts: Some(vec![api.clone()]), ..job("hook", 0, T0) };
+    let [plain, narrow] = insert(store, &[job("hook", 0, T0), narrowed.clone()]).await[..] else { panic!() };
+    let keyed = NewJob { unique_key: Some("k".into()), ..narrowed };
+    let keyed = insert(store, &[keyed]).await[0];
+    assert_eq!(store.job_get(narrow).await.unwrap().unwrap().allowed_hosts, Some(vec![api.clone()]));
+    assert_eq!(store.job_get(keyed).await.unwrap().unwrap().allowed_hosts, Some(vec![api.clone()]), "keyed insert too");
+    let claimed = claim(store, "n1", 3, T0).await;
+    assert_eq!(ids(&claimed), [plain, narrow, keyed]);
+    for c in &claimed {
+        assert_eq!((&c.grants, c.limits), (&grants, limits), "a claim carries the template's grants and limits");
+    }
+    assert_eq!(claimed[0].job.allowed_hosts, None);
+    assert_eq!(claimed[1].job.allowed_hosts, Some(vec![api]));
+    succeed(store, &claimed).await;
+}
+
+fn call(target: &str, status: Option<u16>, denied: Option<&str>) -> Call {
+    Call {
+        at_ms: 3,
+        method: "POST".into(),
+        target: target.into(),
+        status,
+        denied: denied.map(str::to_string),
+        error: None,
+        bytes_sent: denied.is_none().then_some(12),
+        bytes_received: denied.is_none().then_some(2),
+        duration_ms: 4,
+    }
+}
+
+async fn a_runs_calls_are_recorded_and_counted_in_stats(store: &Arc<dyn Store>) {
+    with_template(store, "hook").await;
+    insert(store, &[job("hook", 0, T0), job("hook", 0, T0)]).await;
+    let claimed = claim(store, "n1", 2, T0).await;
+    let calls = vec![call("https://a.example.com:443/x", Some(200), None), call("http://10.0.0.1:80/y", None, Some("not granted"))];
+    let first = RunEnd { calls: calls.clone(), ..end(claimed[0].run_id, claimed[0].job.id, "n1", None) };
+    let second = RunEnd { calls: vec![calls[1].clone()], ..end(claimed[1].run_id, claimed[1].job.id, "n1", Some(Reason::Error)) };
+    assert_eq!(store.run_finish_many(&[(first, JobNext::Delete), (second, JobNext::Delete)]).await.unwrap(), [true, true]);
+    assert_eq!(store.run_get(claimed[0].run_id).await.unwrap().unwrap().calls, calls);
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats[0].template.as_str(), stats[0].calls, stats[0].calls_denied), ("hook", 3, 2));
+}
+
+async fn secrets_are_stored_sealed_and_listed_without_values(store: &Arc<dyn Store>) {
+    assert_eq!(store.secrets_key().await.unwrap(), None);
+    let key = KeyCheck { key_id: "1a2b3c4d".into(), check_value: vec![1, 2, 3] };
+    assert!(store.secret_put("stripe", b"sealed-1", &key, T0).await.unwrap());
+    let other = KeyCheck { key_id: "ffffffff".into(), check_value: vec![9] };
+    assert!(!store.secret_put("stripe", b"sealed-2", &other, at(5)).await.unwrap(), "replaced, not created");
+    assert_eq!(store.secrets_key().await.unwrap(), Some(key), "the first key's check stays");
+    assert!(store.secret_put("smtp", b"sealed-3", &other, at(6)).await.unwrap());
+    let listed: Vec<_> = store.secret_list().await.unwrap().into_iter().map(|s| (s.name, s.created_at, s.updated_at)).collect();
+    assert_eq!(listed, [("smtp".to_string(), at(6), at(6)), ("stripe".to_string(), T0, at(5))]);
+    let names = ["stripe".to_string(), "missing".to_string()];
+    assert_eq!(store.secret_sealed(&names).await.unwrap(), [("stripe".to_string(), b"sealed-2".to_vec())]);
+    assert!(store.secret_delete("stripe").await.unwrap());
+    assert!(!store.secret_delete("stripe").await.unwrap());
 }
 
 #[tokio::test]

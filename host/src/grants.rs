@@ -388,15 +388,17 @@ impl HeaderTemplate {
 
 /// A header the host adds to every request to hosts matching `host`. The
 /// guest can neither set nor read a header of that name (for any host).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "HeaderGrantText", into = "HeaderGrantText")]
 pub struct HeaderGrant {
     /// The entry whose requests get the header: one of the template's
     /// `allowed_hosts`, http or https.
+    #[schema(value_type = String, examples("https://api.example.com"))]
     pub host: AllowedHost,
     /// The header name, lowercase.
     pub name: String,
     /// The value, with `{{secret:NAME}}` placeholders.
+    #[schema(value_type = String, examples("Bearer {{secret:stripe}}"))]
     pub value: HeaderTemplate,
 }
 
@@ -469,10 +471,11 @@ impl HeaderGrant {
 }
 
 /// Everything a template grants its jobs. The default grants nothing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Grants {
-    /// Where jobs may connect.
+    /// Where jobs may connect: `scheme://host[:port]` entries.
+    #[schema(value_type = Vec<String>, examples(json!(["https://api.example.com", "tcp://smtp.example.com:587"])))]
     pub allowed_hosts: Vec<AllowedHost>,
     /// Headers the host adds to requests for some of those hosts.
     pub headers: Vec<HeaderGrant>,

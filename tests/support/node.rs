@@ -1,6 +1,5 @@
 //! Helpers for tests of the node: databases, clients, templates, events, HTTP.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,7 +132,7 @@ pub async fn push(client: &Client, example: &str, defaults: TemplateDefaults) ->
 pub async fn push_as(client: &Client, name: &str, example: &str, defaults: TemplateDefaults) -> Template {
     let job = elihu::examples::get(example).unwrap();
     let schema = serde_json::from_str(job.schema.unwrap()).unwrap();
-    client.template_push(name, job.wasm, &schema, &defaults, &BTreeMap::new()).await.expect("template push")
+    client.template_push(name, job.wasm, &schema, &defaults, &Default::default()).await.expect("template push")
 }
 
 /// Waits for the first event matching `pred` (the test fails after 30 s).

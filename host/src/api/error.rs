@@ -113,6 +113,15 @@ fn classify(e: &ClientError) -> (StatusCode, &'static str, Value) {
         ClientError::Store(StoreError::TemplateInUse { jobs, .. }) => {
             (StatusCode::CONFLICT, "template_in_use", json!({"jobs": jobs}))
         }
+        ClientError::Grant(_) => (StatusCode::BAD_REQUEST, "invalid_grant", Value::Null),
+        ClientError::Limit(_) => (StatusCode::BAD_REQUEST, "invalid_limit", Value::Null),
+        ClientError::Secret(_) => (StatusCode::BAD_REQUEST, "invalid_secret", Value::Null),
+        ClientError::UnknownSecret { secret, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_secret", json!({"secret": secret})),
+        ClientError::NoSuchSecret(_) => (StatusCode::NOT_FOUND, "unknown_secret", Value::Null),
+        ClientError::SecretInUse { .. } => (StatusCode::CONFLICT, "secret_in_use", Value::Null),
+        ClientError::NoSecretsKey { .. } | ClientError::SecretsKeyMissing { .. } | ClientError::WrongSecretsKey { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "no_secrets_key", Value::Null)
+        }
         ClientError::Store(_) | ClientError::Runtime(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Value::Null),
     }
 }

@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, ApiState, ErrorBody, duration, empty_object, parse, size};
 use crate::client::Enqueue;
+use crate::grants::AllowedHost;
 use crate::model::{JobId, Millis, RunId};
 use crate::store::{CancelOutcome, Inserted, Job, JobFilter, JobState, Run, RunFilter};
 
@@ -41,6 +42,10 @@ pub(super) struct EnqueueBody {
     memory: Option<String>,
     /// While a job with this key is queued or running, answer with it instead.
     unique_key: Option<String>,
+    /// Narrows the template's allowed hosts for this job (each entry must be
+    /// covered by one of the template's) [the template's].
+    #[schema(value_type = Option<Vec<String>>, examples(json!(["https://api.example.com"])))]
+    allowed_hosts: Option<Vec<AllowedHost>>,
     /// Run it on this node at once, ahead of the queue.
     #[serde(default)]
     run_now: bool,
@@ -65,6 +70,7 @@ impl EnqueueBody {
             timeout: duration("timeout", &self.timeout)?,
             memory: size("memory", &self.memory)?,
             unique_key: self.unique_key,
+            allowed_hosts: self.allowed_hosts,
         })
     }
 }

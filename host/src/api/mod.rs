@@ -3,11 +3,13 @@
 //! (`POST /v1/engine/run`) and the OpenAPI document (`/v1/openapi.json`),
 //! which utoipa derives from the handlers and their types as the router is
 //! built. Handlers live by concern: `templates`, `jobs` (and runs),
-//! `schedules`, `service` (health, the document, stats, nodes, the trigger).
+//! `schedules`, `secrets`, `service` (health, the document, stats, nodes,
+//! the trigger).
 
 mod error;
 mod jobs;
 mod schedules;
+mod secrets;
 mod service;
 mod templates;
 
@@ -78,6 +80,8 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(schedules::schedule_get, schedules::schedule_put, schedules::schedule_delete))
         .routes(routes!(schedules::schedule_pause))
         .routes(routes!(schedules::schedule_resume))
+        .routes(routes!(secrets::secret_list))
+        .routes(routes!(secrets::secret_put, secrets::secret_delete))
         .routes(routes!(service::stats))
         .routes(routes!(service::nodes))
         .routes(routes!(service::engine_run))

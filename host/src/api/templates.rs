@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, ApiState, ErrorBody, duration, parse, size};
-use crate::model::Digest;
-use crate::store::{Template, TemplateDefaults};
+use crate::grants::Grants;
+use crate::model::{Digest, TemplateLimits};
+use crate::store::{Template, TemplateDefaults, TemplateSettings};
 
 /// The bytes of a `.wasm` component.
 #[derive(ToSchema)]
@@ -91,6 +92,13 @@ pub(super) struct TemplateBody {
     /// Values the jobs read with `config(key)`.
     #[serde(default)]
     config: BTreeMap<String, String>,
+    /// What its jobs may reach and read: allowed hosts, headers the host
+    /// adds (`{{secret:NAME}}` placeholders), readable secrets (nothing).
+    #[serde(default)]
+    grants: Grants,
+    /// Its own limits, each at most the node's (the node's).
+    #[serde(default)]
+    limits: TemplateLimits,
 }
 
 /// Create or update a template from an uploaded component.
@@ -117,7 +125,8 @@ pub(super) async fn template_put(State(state): State<ApiState>, Path(name): Path
         backoff_base_ms: ms(duration("backoff_base", &body.backoff_base)?, base.backoff_base_ms),
         backoff_max_ms: ms(duration("backoff_max", &body.backoff_max)?, base.backoff_max_ms),
     };
-    Ok(Json(state.client.template_put(&name, &digest, &body.schema, &defaults, &body.config).await?))
+    let settings = TemplateSettings { config: body.config, grants: body.grants, limits: body.limits };
+    Ok(Json(state.client.template_put(&name, &digest, &body.schema, &defaults, &settings).await?))
 }
 
 /// How to delete a template.

@@ -17,7 +17,7 @@ use serde_json::json;
 use elihu::engine::{Node, NodeConfig};
 use elihu::model::JobId;
 use elihu::runtime::RuntimeConfig;
-use elihu::store::{JobFilter, TemplateDefaults};
+use elihu::store::{JobFilter, TemplateDefaults, TemplateSettings};
 use elihu::{Enqueue, Event, units};
 
 use super::settings::{DbArgs, open_with};
@@ -88,7 +88,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let noop = elihu::examples::get("noop").expect("elihu carries the noop example");
     let defaults = TemplateDefaults { queue: QUEUE.into(), max_attempts: 1, ..TemplateDefaults::default() };
     client
-        .template_push(TEMPLATE, noop.wasm, &json!({"type": "object"}), &defaults, &BTreeMap::new())
+        .template_push(TEMPLATE, noop.wasm, &json!({"type": "object"}), &defaults, &TemplateSettings::default())
         .await
         .context("pushing the bench template")?;
     let config = NodeConfig {

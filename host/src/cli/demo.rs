@@ -3,7 +3,7 @@
 //! one is retried, one times out, one resumes from its checkpoint), shows
 //! what happens to them, then keeps serving the API until Ctrl-C.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use elihu::api::{ApiState, router};
 use elihu::engine::{Node, NodeConfig};
 use elihu::model::JobId;
 use elihu::runtime::RuntimeConfig;
-use elihu::store::{RunFilter, TemplateDefaults};
+use elihu::store::{RunFilter, TemplateDefaults, TemplateSettings};
 use elihu::{Enqueue, Event, units};
 
 use super::settings::{DbArgs, open_with};
@@ -59,7 +59,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for (name, defaults) in &templates {
         let example = elihu::examples::get(name).expect("elihu carries its examples");
         let schema = serde_json::from_str(example.schema.expect("examples have schemas"))?;
-        let t = client.template_push(name, example.wasm, &schema, defaults, &BTreeMap::new()).await?;
+        let t = client.template_push(name, example.wasm, &schema, defaults, &TemplateSettings::default()).await?;
         eprintln!("pushed template {name} (version {}, component {})", t.version, t.digest.short());
     }
 

@@ -52,6 +52,10 @@ pub struct EnqueueArgs {
     /// Refuse a second job with this key while the first is queued or running.
     #[arg(long)]
     unique_key: Option<String>,
+    /// Narrow the template's allowed hosts for this job to ENTRY (repeatable;
+    /// each must be covered by one of the template's).
+    #[arg(long = "allow-host", value_name = "ENTRY", value_parser = elihu::grants::AllowedHost::parse)]
+    allow_host: Vec<elihu::grants::AllowedHost>,
     /// Follow the job to its end, showing its progress; exit 1 if it fails.
     #[arg(long, conflicts_with = "batch")]
     wait: bool,
@@ -82,6 +86,7 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
             timeout: args.timeout,
             memory: args.memory,
             unique_key: args.unique_key.clone(),
+            allowed_hosts: (!args.allow_host.is_empty()).then(|| args.allow_host.clone()),
         })
         .collect();
     let client = open(&args.db).await?;
@@ -334,9 +339,36 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
                     println!("  {:>6}ms [{}] {}", line.at_ms, line.level.as_str(), line.message);
                 }
             }
+            if !run.calls.is_empty() {
+                println!("calls:");
+                for call in &run.calls {
+                    println!("  {}", describe_call(call));
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One outbound call of a run, for people: when, what, and what came of it.
+fn describe_call(call: &elihu::model::Call) -> String {
+    let bytes = |b: Option<u64>| b.map_or_else(|| "-".to_string(), |b| units::format_size_human(b as usize));
+    let what = match (&call.denied, call.status, &call.error) {
+        (Some(why), _, _) => format!("refused: {why}"),
+        (None, Some(status), None) => status.to_string(),
+        (None, Some(status), Some(error)) => format!("{status}, then {error}"),
+        (None, None, Some(error)) => format!("failed: {error}"),
+        (None, None, None) => "connected".to_string(),
+    };
+    format!(
+        "{:>6}ms {} {} {what} (sent {}, received {}, {}ms)",
+        call.at_ms,
+        call.method,
+        call.target,
+        bytes(call.bytes_sent),
+        bytes(call.bytes_received),
+        call.duration_ms
+    )
 }
 
 /// Arguments of commands that only need the database.
@@ -356,12 +388,24 @@ pub async fn stats(args: DbOnly) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&stats)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<20} {:>9} {:>7} {:>9} {:>7} {:>7} {:>8} {:>8}", "TEMPLATE", "SUCCEEDED", "FAILED", "CANCELLED", "QUEUED", "RUNNING", "P50", "P95");
+    println!(
+        "{:<20} {:>9} {:>7} {:>9} {:>7} {:>7} {:>8} {:>8} {:>7} {:>7}",
+        "TEMPLATE", "SUCCEEDED", "FAILED", "CANCELLED", "QUEUED", "RUNNING", "P50", "P95", "CALLS", "REFUSED"
+    );
     let ms = |v: Option<i64>| v.map(|v| format!("{v}ms")).unwrap_or_else(|| "-".into());
     for s in stats {
         println!(
-            "{:<20} {:>9} {:>7} {:>9} {:>7} {:>7} {:>8} {:>8}",
-            s.template, s.succeeded, s.failed, s.cancelled, s.queued, s.running, ms(s.duration_p50_ms), ms(s.duration_p95_ms)
+            "{:<20} {:>9} {:>7} {:>9} {:>7} {:>7} {:>8} {:>8} {:>7} {:>7}",
+            s.template,
+            s.succeeded,
+            s.failed,
+            s.cancelled,
+            s.queued,
+            s.running,
+            ms(s.duration_p50_ms),
+            ms(s.duration_p95_ms),
+            s.calls,
+            s.calls_denied
         );
     }
     Ok(ExitCode::SUCCESS)

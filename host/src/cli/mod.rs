@@ -5,13 +5,14 @@ mod demo;
 mod jobs;
 mod run;
 mod schedule;
+mod secret;
 mod serve;
 mod settings;
 mod template;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// elihu runs background jobs that are WebAssembly components.
 #[derive(Debug, Parser)]
@@ -42,6 +43,9 @@ enum Command {
     /// Schedules: templates enqueued by cron rule or interval.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
+    /// Secrets: values stored encrypted, granted to templates.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
     /// Look at runs: the history of every attempt.
     #[command(subcommand)]
     Runs(jobs::RunsCommand),
@@ -56,7 +60,10 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The raw matches tell the order of flags (each `--header` belongs to
+    // the `--allow-host` before it).
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ELIHU_LOG").unwrap_or_else(|_| "warn".into()),
@@ -75,12 +82,13 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => demo::demo(args).await,
             Command::Serve(args) => serve::serve(args).await,
             Command::Run(args) => run::run(args).await,
-            Command::Template(command) => template::run(command).await,
+            Command::Template(command) => template::run(command, matches.subcommand_matches("template")).await,
             Command::Enqueue(args) => jobs::enqueue(args).await,
             Command::Jobs(command) => jobs::jobs(command).await,
             Command::Cancel(args) => jobs::cancel(args).await,
             Command::Runs(command) => jobs::runs(command).await,
             Command::Schedule(command) => schedule::run(command).await,
+            Command::Secret(command) => secret::run(command).await,
             Command::Stats(args) => jobs::stats(args).await,
             Command::Nodes(args) => jobs::nodes(args).await,
             Command::Migrate(args) => jobs::migrate(args).await,

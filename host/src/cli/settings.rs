@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use serde::Deserialize;
 
+use elihu::secrets::SecretsKey;
 use elihu::units;
 
 /// Where the database is; every database command takes it.
@@ -21,6 +22,13 @@ pub struct DbArgs {
     /// The config file [default: ./elihu.toml when it exists]
     #[arg(long, env = "ELIHU_CONFIG_FILE", global = true)]
     pub config_file: Option<PathBuf>,
+    /// A file holding the secrets key (64 hex digits or base64); or set
+    /// ELIHU_SECRETS_KEY to the key itself. Every node needs the same key.
+    #[arg(long, env = "ELIHU_SECRETS_KEY_FILE", global = true, value_name = "PATH")]
+    pub secrets_key_file: Option<PathBuf>,
+    /// Extra trusted root certificates (PEM) for jobs' outbound HTTPS.
+    #[arg(long, env = "ELIHU_CA_FILE", global = true, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The config file's contents; every key is optional.
@@ -38,6 +46,8 @@ pub struct FileSettings {
     pub max_memory: Option<String>,
     pub max_concurrent_runs: Option<u32>,
     pub cache_dir: Option<PathBuf>,
+    pub secrets_key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub queues: BTreeMap<String, u32>,
     /// `[schedules.NAME]` tables: created or replaced when `serve` starts.
@@ -216,8 +226,28 @@ pub async fn open_with(
         runtime.max_concurrent_runs = n;
     }
     runtime.limits = file.limits.apply(runtime.limits)?;
+    runtime.ca_file = db.ca_file.clone().or_else(|| file.ca_file.clone());
+    let secrets_key = db.secrets_key(file)?;
     let url = db.url(file);
-    elihu::Client::open(&url, elihu::ClientOptions { runtime })
+    elihu::Client::open(&url, elihu::ClientOptions { runtime, secrets_key })
         .await
         .with_context(|| format!("opening the database {url}"))
+}
+
+impl DbArgs {
+    /// The secrets key: from `--secrets-key-file` / `ELIHU_SECRETS_KEY_FILE`,
+    /// else `ELIHU_SECRETS_KEY` (the key itself), else the config file's
+    /// `secrets_key_file`; `None` when none is given.
+    pub fn secrets_key(&self, file: &FileSettings) -> anyhow::Result<Option<SecretsKey>> {
+        if let Some(path) = &self.secrets_key_file {
+            return Ok(Some(SecretsKey::from_file(path)?));
+        }
+        if let Ok(text) = std::env::var("ELIHU_SECRETS_KEY") {
+            return Ok(Some(SecretsKey::parse(&text).context("ELIHU_SECRETS_KEY")?));
+        }
+        match &file.secrets_key_file {
+            Some(path) => Ok(Some(SecretsKey::from_file(path).context("config file key `secrets_key_file`")?)),
+            None => Ok(None),
+        }
+    }
 }

@@ -8,8 +8,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
+use anyhow::bail;
+use elihu::grants::{AllowedHost, Grants, HeaderGrant};
+use elihu::model::TemplateLimits;
 use elihu::schema::parse_json;
-use elihu::store::TemplateDefaults;
+use elihu::store::{TemplateDefaults, TemplateSettings};
 use elihu::units;
 
 use super::settings::{DbArgs, open};
@@ -82,11 +85,88 @@ pub struct PushArgs {
     /// A config value for the jobs, `KEY=VALUE`; repeatable.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
     config: Vec<(String, String)>,
+    /// Let the jobs reach ENTRY (repeatable): `https://api.example.com`,
+    /// `https://*.example.com`, `http://127.0.0.1:8080`, `tcp://smtp.example.com:587`.
+    /// Each push states the template's grants in full.
+    #[arg(long = "allow-host", value_name = "ENTRY")]
+    allow_host: Vec<String>,
+    /// A header the host adds to every request for the --allow-host given
+    /// before it, `Name=Value`; `{{secret:NAME}}` in the value stands for a
+    /// secret's value, which the job never sees (repeatable).
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    header: Vec<String>,
+    /// Let the jobs read the secret NAME with `secret(NAME)` (repeatable).
+    #[arg(long = "secret", value_name = "NAME")]
+    secret: Vec<String>,
+    /// Largest output (at most the node's [limits] output).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    max_output: Option<u64>,
+    /// Largest checkpoint (at most the node's).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    max_checkpoint: Option<u64>,
+    /// Log lines kept per run (at most the node's).
+    #[arg(long, value_name = "N")]
+    max_log_lines: Option<u64>,
+    /// Log text kept per run (at most the node's).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    max_log_bytes: Option<u64>,
+    /// Longest failure message (at most the node's).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    max_message: Option<u64>,
+    /// How long an outbound connection may take to open (at most the node's).
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    connect_timeout: Option<Duration>,
+    /// Outbound requests and connections per run (at most the node's).
+    #[arg(long, value_name = "N")]
+    max_requests: Option<u64>,
+    /// Largest outbound request body (at most the node's).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    max_request_body: Option<u64>,
+    /// Largest response body (at most the node's).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    max_response_body: Option<u64>,
 }
 
-pub async fn run(command: TemplateCommand) -> anyhow::Result<ExitCode> {
+impl PushArgs {
+    /// The grants the flags give: each `--header` goes with the
+    /// `--allow-host` before it (`matches` tells the order).
+    fn grants(&self, matches: Option<&clap::ArgMatches>) -> anyhow::Result<Grants> {
+        let allowed_hosts: Vec<AllowedHost> =
+            self.allow_host.iter().map(|e| AllowedHost::parse(e)).collect::<Result<_, _>>()?;
+        let positions = |id: &str| -> Vec<usize> {
+            matches.and_then(|m| m.indices_of(id)).map(|i| i.collect()).unwrap_or_default()
+        };
+        let (host_at, header_at) = (positions("allow_host"), positions("header"));
+        let mut headers = Vec::new();
+        for (i, text) in self.header.iter().enumerate() {
+            let at = header_at.get(i).copied().unwrap_or(usize::MAX);
+            let Some(owner) = host_at.iter().rposition(|&h| h < at) else {
+                bail!("--header '{}' must come after the --allow-host it is for", text.split('=').next().unwrap_or(text));
+            };
+            headers.push(HeaderGrant::parse(allowed_hosts[owner].clone(), text)?);
+        }
+        Ok(Grants { allowed_hosts, headers, secrets: self.secret.clone() })
+    }
+
+    /// The template's own limits from the flags.
+    fn limits(&self) -> TemplateLimits {
+        TemplateLimits {
+            max_output_bytes: self.max_output,
+            max_checkpoint_bytes: self.max_checkpoint,
+            max_log_lines: self.max_log_lines,
+            max_log_bytes: self.max_log_bytes,
+            max_message_bytes: self.max_message,
+            connect_timeout_ms: self.connect_timeout.map(|d| d.as_millis() as u64),
+            max_requests: self.max_requests,
+            max_request_body_bytes: self.max_request_body,
+            max_response_body_bytes: self.max_response_body,
+        }
+    }
+}
+
+pub async fn run(command: TemplateCommand, matches: Option<&clap::ArgMatches>) -> anyhow::Result<ExitCode> {
     match command {
-        TemplateCommand::Push(args) => push(args).await,
+        TemplateCommand::Push(args) => push(args, matches.and_then(|m| m.subcommand_matches("push"))).await,
         TemplateCommand::Ls { db, json } => {
             let client = open(&db).await?;
             let templates = client.template_list().await?;
@@ -126,7 +206,9 @@ pub async fn run(command: TemplateCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
+async fn push(args: PushArgs, matches: Option<&clap::ArgMatches>) -> anyhow::Result<ExitCode> {
+    let grants = args.grants(matches)?;
+    let limits = args.limits();
     let wasm = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let text = std::fs::read_to_string(&args.schema).with_context(|| format!("reading {}", args.schema.display()))?;
     let schema = parse_json("the schema", &text).with_context(|| format!("in {}", args.schema.display()))?;
@@ -146,8 +228,9 @@ async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         backoff_max_ms: ms(args.backoff_max, base.backoff_max_ms),
     };
     let config: BTreeMap<String, String> = args.config.into_iter().collect();
+    let settings = TemplateSettings { config, grants, limits };
     let template = client
-        .template_push(&args.name, &wasm, &schema, &defaults, &config)
+        .template_push(&args.name, &wasm, &schema, &defaults, &settings)
         .await
         .with_context(|| format!("pushing {} as template `{}`", args.file.display(), args.name))?;
     println!("template {} version {} ({})", template.name, template.version, template.digest.short());

@@ -29,6 +29,9 @@ impl Client {
         self.check_limits(max_attempts, timeout_ms, memory)?;
         check_unique_key(request.unique_key.as_deref())?;
         let run_at = request.run_at.unwrap_or_else(|| self.clock().now() + request.delay.unwrap_or_default());
+        if let Some(hosts) = &request.allowed_hosts {
+            template.grants.narrow(&template.name, hosts)?;
+        }
         Ok(NewJob {
             template: template.name.clone(),
             context: request.context.to_string(),
@@ -40,6 +43,7 @@ impl Client {
             memory_bytes: memory,
             unique_key: request.unique_key.clone(),
             discard_after: None,
+            allowed_hosts: request.allowed_hosts.clone(),
         })
     }
 

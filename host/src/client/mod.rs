@@ -2,8 +2,8 @@
 //! (validating contexts against template schemas), cancel, schedules, and
 //! reads of jobs, runs and stats. The CLI, the HTTP API and embedding
 //! applications all go through a `Client`. One file per concern:
-//! `templates` (with the schema cache), `jobs`, `schedules`, `requests`
-//! (request types and their checks), `error`. A `Node` working in the same
+//! `templates` (with the schema cache), `jobs`, `schedules`, `secrets`,
+//! `requests` (request types and their checks), `error`. A `Node` working in the same
 //! process registers with its client (`LocalNode`), so enqueues made here
 //! wake it and cancels made here interrupt its runs at once.
 
@@ -11,6 +11,7 @@ mod error;
 mod jobs;
 mod requests;
 mod schedules;
+mod secrets;
 mod templates;
 
 use std::collections::HashMap;
@@ -46,6 +47,8 @@ struct Shared {
     nodes: RwLock<Vec<Weak<dyn LocalNode>>>,
     /// Compiled context schemas by template, with the template version.
     schemas: Mutex<HashMap<String, (i64, Arc<ContextSchema>)>>,
+    /// The key secrets are sealed with, when this process was given one.
+    secrets_key: RwLock<Option<crate::secrets::SecretsKey>>,
 }
 
 /// The library's handle on an elihu database. Cheap to clone.
@@ -67,7 +70,9 @@ impl Client {
         let store = crate::store::connect(url).await?;
         store.migrate().await?;
         let runtime = Arc::new(Runtime::new(options.runtime)?);
-        Ok(Client::new(store, runtime, Arc::new(SystemClock)))
+        let client = Client::new(store, runtime, Arc::new(SystemClock));
+        client.set_secrets_key(options.secrets_key);
+        Ok(client)
     }
 
     /// A client over an opened, migrated store.
@@ -81,6 +86,7 @@ impl Client {
                 events,
                 nodes: RwLock::new(Vec::new()),
                 schemas: Mutex::new(HashMap::new()),
+                secrets_key: RwLock::new(None),
             }),
         }
     }

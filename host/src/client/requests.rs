@@ -7,8 +7,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::ClientError;
+use crate::grants::AllowedHost;
 use crate::model::{CatchUp, JobId, Millis};
 use crate::runtime::RuntimeConfig;
+use crate::secrets::SecretsKey;
 use crate::schedule::Rule;
 
 /// A request to enqueue one job. Everything but the template and the context
@@ -36,6 +38,9 @@ pub struct Enqueue {
     /// While a job with this key is queued or running, another enqueue with
     /// it returns that job instead of adding one.
     pub unique_key: Option<String>,
+    /// Narrows the template's allowed hosts for this job: each entry must be
+    /// covered by one of the template's (`None`: the template's own).
+    pub allowed_hosts: Option<Vec<AllowedHost>>,
 }
 
 impl Enqueue {
@@ -93,6 +98,9 @@ pub struct Schedule {
 pub struct ClientOptions {
     /// The runtime used to check components at upload (and by a node to run them).
     pub runtime: RuntimeConfig,
+    /// The key secrets are sealed with; needed to set secrets and to run
+    /// jobs whose templates use them (every node must have the same).
+    pub secrets_key: Option<SecretsKey>,
 }
 
 const NAME_RULE: &str = "use 1 to 100 letters, digits, '-', '_' or '.'";

@@ -2,7 +2,6 @@
 //! read and delete templates, and the cache of compiled context schemas
 //! (by template version) that enqueues and schedules validate against.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -11,7 +10,7 @@ use super::requests::{check_limits, check_name};
 use super::{Client, ClientError};
 use crate::model::Digest;
 use crate::schema::ContextSchema;
-use crate::store::{Template, TemplateDefaults};
+use crate::store::{Template, TemplateDefaults, TemplateSettings};
 
 impl Client {
     /// Checks that `wasm` is a component of elihu's job world and stores it.
@@ -21,8 +20,25 @@ impl Client {
         Ok(job.digest().clone())
     }
 
-    /// Checks everything about a template that does not need the store.
-    fn check_template(&self, name: &str, schema: &Value, defaults: &TemplateDefaults) -> Result<(), ClientError> {
+    /// Checks everything about a template: its name, schema, defaults,
+    /// grants (whose secrets must exist) and limits (at most this node's).
+    /// Returns the settings as they are stored (grants validated).
+    async fn check_template(
+        &self,
+        name: &str,
+        schema: &Value,
+        defaults: &TemplateDefaults,
+        settings: &TemplateSettings,
+    ) -> Result<TemplateSettings, ClientError> {
+        let grants = settings.grants.clone().validate()?;
+        settings.limits.check(&self.runtime().config().limits)?;
+        self.check_template_fields(name, schema, defaults)?;
+        self.check_secrets_exist(name, &grants).await?;
+        Ok(TemplateSettings { grants, ..settings.clone() })
+    }
+
+    /// Checks a template's name, schema and defaults.
+    fn check_template_fields(&self, name: &str, schema: &Value, defaults: &TemplateDefaults) -> Result<(), ClientError> {
         check_name("template name", name)?;
         check_name("queue", &defaults.queue)?;
         ContextSchema::compile(schema)?;
@@ -45,37 +61,38 @@ impl Client {
     }
 
     /// Creates or updates a template from a stored component. The schema must
-    /// be a valid JSON Schema; nothing is stored otherwise.
+    /// be a valid JSON Schema, the grants well formed with every secret they
+    /// name set, the limits within this node's; nothing is stored otherwise.
     pub async fn template_put(
         &self,
         name: &str,
         digest: &Digest,
         schema: &Value,
         defaults: &TemplateDefaults,
-        config: &BTreeMap<String, String>,
+        settings: &TemplateSettings,
     ) -> Result<Template, ClientError> {
-        self.check_template(name, schema, defaults)?;
+        let settings = self.check_template(name, schema, defaults, settings).await?;
         if self.store().component_get(digest).await?.is_none() {
             return Err(ClientError::UnknownComponent(digest.to_string()));
         }
-        Ok(self.store().template_put(name, digest, schema, defaults, config, self.clock().now()).await?)
+        Ok(self.store().template_put(name, digest, schema, defaults, &settings, self.clock().now()).await?)
     }
 
     /// Uploads a component and creates or updates a template for it in one go.
-    /// Nothing is stored unless the component, the schema and the defaults
-    /// are all valid.
+    /// Nothing is stored unless the component, the schema, the defaults, the
+    /// grants and the limits are all valid.
     pub async fn template_push(
         &self,
         name: &str,
         wasm: &[u8],
         schema: &Value,
         defaults: &TemplateDefaults,
-        config: &BTreeMap<String, String>,
+        settings: &TemplateSettings,
     ) -> Result<Template, ClientError> {
-        self.check_template(name, schema, defaults)?;
+        let settings = self.check_template(name, schema, defaults, settings).await?;
         let digest = self.component_put(wasm).await?;
         // Checked above, and the component was just stored: no second check.
-        Ok(self.store().template_put(name, &digest, schema, defaults, config, self.clock().now()).await?)
+        Ok(self.store().template_put(name, &digest, schema, defaults, &settings, self.clock().now()).await?)
     }
 
     /// A template by name.

@@ -32,13 +32,17 @@ pub(super) async fn execute(state: &NodeState, claimed: Claimed, cancel: CancelH
 }
 
 async fn execute_in_span(state: &NodeState, claimed: Claimed, cancel: CancelHandle) -> bool {
-    let Claimed { run_id, job, digest, config, backoff } = claimed;
+    let Claimed { run_id, job, digest, config, backoff, grants, limits: template_limits } = claimed;
     let client = &state.client;
     let node_id = state.id.as_str();
     client.emit(Event::Started { job_id: job.id, run_id, attempt: job.attempt, node_id: node_id.to_string() });
 
-    let outcome = match load(client, &digest).await {
-        Ok(loaded) => {
+    let prepared = match load(client, &digest).await {
+        Ok(loaded) => client.capabilities(&job.template, &grants, job.allowed_hosts.as_deref()).await.map(|caps| (loaded, caps)),
+        Err(message) => Err(message),
+    };
+    let outcome = match prepared {
+        Ok((loaded, capabilities)) => {
             let limits = client.runtime().config().limits;
             let feed = RunFeed::new(limits.max_streamed_lines);
             let request = RunRequest {
@@ -54,7 +58,8 @@ async fn execute_in_span(state: &NodeState, claimed: Claimed, cancel: CancelHand
                 config: Arc::new(config),
                 cancel: cancel.clone(),
                 feed: Some(feed.clone()),
-                ..RunRequest::default()
+                capabilities,
+                template_limits,
             };
             let reporter = Reporter { client: client.clone(), node_id: node_id.to_string(), job_id: job.id, run_id, feed };
             let (ended, ended_rx) = tokio::sync::oneshot::channel();
@@ -96,6 +101,7 @@ async fn execute_in_span(state: &NodeState, claimed: Claimed, cancel: CancelHand
         logs: outcome.logs,
         progress: outcome.progress,
         checkpoint: outcome.checkpoint,
+        calls: outcome.calls,
         finished_at: now,
     };
     if !state.writer.record(end, next).await {

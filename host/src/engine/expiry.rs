@@ -39,6 +39,7 @@ pub(crate) async fn expire_dead_runs(client: &Client, now: Millis) -> Result<usi
             logs: run.logs.clone(),
             progress: run.progress.clone(),
             checkpoint: None,
+            calls: run.calls.clone(),
             finished_at: now,
         };
         if store.run_finish(&end, next).await? {

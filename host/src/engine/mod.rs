@@ -184,7 +184,8 @@ fn default_node_id() -> String {
 
 impl Node {
     /// Registers the node (first heartbeat) and starts its loops on the
-    /// current tokio runtime.
+    /// current tokio runtime. Refused while the database holds secrets the
+    /// client's key cannot open (no key, or another key).
     pub async fn start(client: Client, config: NodeConfig) -> Result<Node, ClientError> {
         if config.queues.is_empty() {
             return Err(ClientError::Invalid { field: "queues", message: "a node must work at least one queue".into() });
@@ -194,6 +195,8 @@ impl Node {
                 return Err(ClientError::Invalid { field: "queues", message: format!("queue `{queue}` has concurrency 0") });
             }
         }
+        // A node that could not open the secrets its jobs use must not start.
+        client.secrets_check().await?;
         let id = config.id.clone().unwrap_or_else(default_node_id);
         let now = client.clock().now();
         let info = NodeInfo {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One outbound call a run made (or tried to make).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Call {
     /// Milliseconds from the start of the run to the request.
     pub at_ms: u64,

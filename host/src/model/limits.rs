@@ -98,7 +98,7 @@ pub enum LimitError {
 
 /// A template's own bounds for its jobs: each one set replaces the node's
 /// (when smaller). Sizes in bytes, the connect timeout in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "RawTemplateLimits")]
 pub struct TemplateLimits {
     /// Largest output accepted.

@@ -1,5 +1,5 @@
 //! The store: every durable fact of elihu (components, templates, jobs, runs,
-//! nodes, the leader lease, schedules) behind one `Store` trait with
+//! nodes, the leader lease, schedules, secrets) behind one `Store` trait with
 //! object-first method names. One implementation (`sql`) serves every
 //! database; a `Dialect` per database (`sqlite`, `postgres`) supplies only the
 //! statements that truly differ. Rows map to these types by derive. Queue
@@ -16,10 +16,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::model::{Backoff, CatchUp, Digest, Ending, JobId, LogLine, Millis, Progress, Reason, RunId, RunResult};
+use crate::grants::{AllowedHost, Grants};
+use crate::model::{
+    Backoff, Call, CatchUp, Digest, Ending, JobId, LogLine, Millis, Progress, Reason, RunId, RunResult, TemplateLimits,
+};
 
 pub use postgres::{PostgresDialect, PostgresStore};
-pub use rows::{JsonText, RunRow};
+pub use rows::{JsonText, NullableJsonText, RunRow};
 pub use sql::{Dialect, Param, Pick, SqlStore};
 pub use sqlite::{SqliteDialect, SqliteStore};
 
@@ -94,6 +97,25 @@ impl Default for TemplateDefaults {
     }
 }
 
+/// What a template gives its jobs besides its component, schema and
+/// defaults: config values to read, what they may reach and read (grants),
+/// and the limits they run within.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateSettings {
+    /// Values jobs read with `config(key)`.
+    pub config: BTreeMap<String, String>,
+    /// Allowed hosts, granted headers, readable secrets.
+    pub grants: Grants,
+    /// Bounds tightening the node's for its jobs.
+    pub limits: TemplateLimits,
+}
+
+impl From<BTreeMap<String, String>> for TemplateSettings {
+    fn from(config: BTreeMap<String, String>) -> Self {
+        TemplateSettings { config, ..TemplateSettings::default() }
+    }
+}
+
 /// A named job type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct Template {
@@ -111,6 +133,12 @@ pub struct Template {
     /// Values jobs read with `config(key)`.
     #[sqlx(try_from = "JsonText")]
     pub config: BTreeMap<String, String>,
+    /// What its jobs may reach and read.
+    #[sqlx(try_from = "JsonText")]
+    pub grants: Grants,
+    /// Its own bounds, tightening the node's.
+    #[sqlx(try_from = "JsonText")]
+    pub limits: TemplateLimits,
     /// 1 on creation, +1 on every update.
     pub version: i64,
     /// When it was created.
@@ -172,6 +200,8 @@ pub struct NewJob {
     pub unique_key: Option<String>,
     /// Not claimed after this time (a skipped missed firing).
     pub discard_after: Option<Millis>,
+    /// The job's narrowing of its template's allowed hosts (`None`: the template's).
+    pub allowed_hosts: Option<Vec<AllowedHost>>,
 }
 
 /// What inserting a job did.
@@ -235,6 +265,10 @@ pub struct Job {
     pub cancel_requested: bool,
     /// When it was enqueued.
     pub created_at: Millis,
+    /// Its narrowing of its template's allowed hosts (`None`: the template's).
+    #[sqlx(try_from = "NullableJsonText")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_hosts: Option<Vec<AllowedHost>>,
 }
 
 /// A job claimed for a run, with what the run needs from its template as
@@ -256,6 +290,12 @@ pub struct Claimed {
     /// How the template spaces retries.
     #[sqlx(flatten)]
     pub backoff: Backoff,
+    /// What the template grants its jobs.
+    #[sqlx(rename = "template_grants", try_from = "JsonText")]
+    pub grants: Grants,
+    /// The template's own limits.
+    #[sqlx(rename = "template_limits", try_from = "JsonText")]
+    pub limits: TemplateLimits,
 }
 
 /// Whether a run is in flight or over.
@@ -327,6 +367,9 @@ pub struct Run {
     pub expires_at: Millis,
     /// Its job's unique key (a scheduled job's names the firing).
     pub unique_key: Option<String>,
+    /// The outbound calls it made or tried, in order (its audit).
+    #[sqlx(try_from = "JsonText")]
+    pub calls: Vec<Call>,
 }
 
 /// How a run ended, to be recorded.
@@ -346,6 +389,8 @@ pub struct RunEnd {
     pub progress: Option<Progress>,
     /// The last checkpoint (kept on the job for the next attempt).
     pub checkpoint: Option<String>,
+    /// The outbound calls it made or tried.
+    pub calls: Vec<Call>,
     /// When it ended.
     pub finished_at: Millis,
 }
@@ -436,6 +481,31 @@ pub struct TemplateStats {
     pub duration_p50_ms: Option<i64>,
     /// 95th percentile duration of finished runs, in milliseconds.
     pub duration_p95_ms: Option<i64>,
+    /// Outbound calls its finished runs made or tried.
+    pub calls: i64,
+    /// Of those, calls the host refused.
+    pub calls_denied: i64,
+}
+
+/// A secret as listed: its name and times, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
+pub struct SecretInfo {
+    /// Its name.
+    pub name: String,
+    /// When it was first set.
+    pub created_at: Millis,
+    /// When it was last set.
+    pub updated_at: Millis,
+}
+
+/// What tells the key the secrets were sealed with from any other: its id
+/// (for people) and a value sealed with it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct KeyCheck {
+    /// The key's id (`SecretsKey::id`).
+    pub key_id: String,
+    /// A fixed text sealed with the key (`SecretsKey::check_value`).
+    pub check_value: Vec<u8>,
 }
 
 /// A schedule as stored (see `crate::schedule` for its meaning).
@@ -486,7 +556,7 @@ pub trait Store: Send + Sync + 'static {
         digest: &Digest,
         schema: &serde_json::Value,
         defaults: &TemplateDefaults,
-        config: &BTreeMap<String, String>,
+        settings: &TemplateSettings,
         now: Millis,
     ) -> Result<Template, StoreError>;
     /// A template by name.
@@ -557,6 +627,18 @@ pub trait Store: Send + Sync + 'static {
     async fn node_list(&self) -> Result<Vec<NodeInfo>, StoreError>;
     /// Takes or renews the leader lease; true when `node_id` holds it until `expires_at`.
     async fn leader_acquire(&self, node_id: &str, now: Millis, expires_at: Millis) -> Result<bool, StoreError>;
+
+    /// Stores a sealed secret (creating or replacing it) and, with the first
+    /// secret, the check of the key it was sealed with. True when created.
+    async fn secret_put(&self, name: &str, sealed: &[u8], key: &KeyCheck, now: Millis) -> Result<bool, StoreError>;
+    /// Every secret's name and times, by name.
+    async fn secret_list(&self) -> Result<Vec<SecretInfo>, StoreError>;
+    /// The sealed values of the secrets named, those that exist.
+    async fn secret_sealed(&self, names: &[String]) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Deletes a secret; false when there was none.
+    async fn secret_delete(&self, name: &str) -> Result<bool, StoreError>;
+    /// The check of the key the secrets were sealed with, once one was stored.
+    async fn secrets_key(&self) -> Result<Option<KeyCheck>, StoreError>;
 
     /// Per-template figures.
     async fn stats(&self) -> Result<Vec<TemplateStats>, StoreError>;

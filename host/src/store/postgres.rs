@@ -10,6 +10,7 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgQueryResult};
 use sqlx::{Postgres, Transaction};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
+use super::rows::json_text;
 use super::sql::{Dialect, Pick, SqlStore};
 use super::*;
 
@@ -33,6 +34,9 @@ pub struct PgEnds {
     progress_percent: Vec<Option<i64>>,
     progress_message: Vec<Option<String>>,
     checkpoint: Vec<Option<String>>,
+    calls: Vec<String>,
+    calls_made: Vec<i64>,
+    calls_denied: Vec<i64>,
     finished_at: Vec<Millis>,
 }
 
@@ -77,7 +81,8 @@ fn claim_sql(picked: &str) -> String {
              INSERT INTO runs (id, job_id, template, attempt, max_attempts, node_id, digest, status, started_at, expires_at, unique_key)
              SELECT c.current_run, c.id, c.template, c.attempt, c.max_attempts, $1, t.digest, 'running', $3, $5, c.unique_key
              FROM claimed c JOIN templates t ON t.name = c.template)
-         SELECT c.*, t.digest AS template_digest, t.config AS template_config, t.backoff_base_ms, t.backoff_max_ms
+         SELECT c.*, t.digest AS template_digest, t.config AS template_config, t.backoff_base_ms, t.backoff_max_ms,
+                t.grants AS template_grants, t.limits AS template_limits
          FROM claimed c JOIN templates t ON t.name = c.template
          ORDER BY c.priority, c.run_at, c.id"
     )
@@ -129,12 +134,13 @@ impl Dialect for PostgresDialect {
         let column = |f: fn(&NewJob) -> i64| jobs.iter().map(f).collect::<Vec<i64>>();
         sqlx::query(
             "INSERT INTO jobs (id, template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes,
-                 created_at, discard_after)
+                 created_at, discard_after, allowed_hosts)
              SELECT id, template, context, queue, priority, run_at, 'available', max_attempts, timeout_ms, memory_bytes, $10,
-                 discard_after
+                 discard_after, allowed_hosts
              FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::INT[], $6::BIGINT[], $7::BIGINT[], $8::BIGINT[],
-                         $9::BIGINT[], $11::BIGINT[])
-                 AS t(id, template, context, queue, priority, run_at, max_attempts, timeout_ms, memory_bytes, discard_after)",
+                         $9::BIGINT[], $11::BIGINT[], $12::TEXT[])
+                 AS t(id, template, context, queue, priority, run_at, max_attempts, timeout_ms, memory_bytes, discard_after,
+                      allowed_hosts)",
         )
         .bind(&ids)
         .bind(jobs.iter().map(|j| j.template.as_str()).collect::<Vec<_>>())
@@ -147,6 +153,7 @@ impl Dialect for PostgresDialect {
         .bind(column(|j| j.memory_bytes as i64))
         .bind(now)
         .bind(jobs.iter().map(|j| j.discard_after).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.allowed_hosts.as_ref().map(json_text)).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
         Ok(ids)
@@ -168,6 +175,9 @@ impl Dialect for PostgresDialect {
             progress_percent: ends.iter().map(|(e, _)| e.progress.as_ref().map(|p| i64::from(p.percent))).collect(),
             progress_message: text(&|e| e.progress.as_ref().map(|p| p.message.as_str())),
             checkpoint: text(&|e| e.checkpoint.as_deref()),
+            calls: ends.iter().map(|(e, _)| json_text(&e.calls)).collect(),
+            calls_made: ends.iter().map(|(e, _)| e.calls.len() as i64).collect(),
+            calls_denied: ends.iter().map(|(e, _)| e.calls.iter().filter(|c| c.denied.is_some()).count() as i64).collect(),
             finished_at: ends.iter().map(|(e, _)| e.finished_at).collect(),
         }
     }
@@ -177,11 +187,12 @@ impl Dialect for PostgresDialect {
             "UPDATE runs r SET status = 'done', result = e.result, reason = e.reason, message = e.message,
                  output = e.output, logs = e.logs, progress_percent = e.progress_percent,
                  progress_message = e.progress_message, checkpoint = COALESCE(e.checkpoint, r.checkpoint),
-                 finished_at = e.finished_at
+                 finished_at = e.finished_at, calls = e.calls, calls_made = e.calls_made, calls_denied = e.calls_denied
              FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[],
-                         $8::TEXT[], $9::BIGINT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[])
+                         $8::TEXT[], $9::BIGINT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::TEXT[], $14::BIGINT[],
+                         $15::BIGINT[])
                  AS e(run_id, job_id, node_id, result, reason, message, output, logs, progress_percent,
-                      progress_message, checkpoint, finished_at)
+                      progress_message, checkpoint, finished_at, calls, calls_made, calls_denied)
              WHERE r.id = e.run_id AND r.job_id = e.job_id AND r.node_id = e.node_id AND r.status = 'running'
              RETURNING r.id",
         )
@@ -197,6 +208,9 @@ impl Dialect for PostgresDialect {
         .bind(&e.progress_message)
         .bind(&e.checkpoint)
         .bind(&e.finished_at)
+        .bind(&e.calls)
+        .bind(&e.calls_made)
+        .bind(&e.calls_denied)
         .fetch_all(&mut **tx)
         .await?)
     }
@@ -228,7 +242,8 @@ impl Dialect for PostgresDialect {
              r AS (SELECT template,
                           COUNT(*) FILTER (WHERE result = 'succeeded') AS s,
                           COUNT(*) FILTER (WHERE result = 'failed') AS f,
-                          COUNT(*) FILTER (WHERE result = 'cancelled') AS c
+                          COUNT(*) FILTER (WHERE result = 'cancelled') AS c,
+                          SUM(calls_made) AS calls, SUM(calls_denied) AS calls_denied
                    FROM runs WHERE status = 'done' GROUP BY template),
              j AS (SELECT template, COUNT(*) FILTER (WHERE state = 'available') AS q,
                           COUNT(*) FILTER (WHERE state = 'running') AS rn
@@ -241,7 +256,8 @@ impl Dialect for PostgresDialect {
                          FROM runs WHERE status = 'done') latest
                    WHERE k <= 10000 GROUP BY template)
              SELECT names.template, COALESCE(r.s, 0) AS succeeded, COALESCE(r.f, 0) AS failed, COALESCE(r.c, 0) AS cancelled,
-                    COALESCE(j.q, 0) AS queued, COALESCE(j.rn, 0) AS running, d.p50 AS duration_p50_ms, d.p95 AS duration_p95_ms
+                    COALESCE(j.q, 0) AS queued, COALESCE(j.rn, 0) AS running, d.p50 AS duration_p50_ms, d.p95 AS duration_p95_ms,
+                    COALESCE(r.calls, 0)::BIGINT AS calls, COALESCE(r.calls_denied, 0)::BIGINT AS calls_denied
              FROM names LEFT JOIN r USING (template) LEFT JOIN j USING (template) LEFT JOIN d USING (template)
              ORDER BY names.template",
         )

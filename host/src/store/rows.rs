@@ -9,7 +9,8 @@ use std::time::Duration;
 use sqlx::{Decode, Row, Type};
 
 use super::{JobNext, NewJob, Run, RunEnd};
-use crate::model::{Backoff, JobId, LogLine, Progress, RunId};
+use crate::grants::{AllowedHost, Grants};
+use crate::model::{Backoff, Call, JobId, LogLine, Progress, RunId, TemplateLimits};
 
 /// A column holding JSON as text (both databases store JSON as text), read
 /// into the type it holds with `#[sqlx(try_from = "JsonText")]`.
@@ -29,7 +30,26 @@ macro_rules! from_json_text {
     )*};
 }
 
-from_json_text!(serde_json::Value, BTreeMap<String, String>, Vec<LogLine>);
+from_json_text!(serde_json::Value, BTreeMap<String, String>, Vec<LogLine>, Grants, TemplateLimits, Vec<Call>);
+
+/// A nullable column holding JSON as text, read with
+/// `#[sqlx(try_from = "NullableJsonText")]` (NULL reads as `None`).
+#[derive(Debug, Clone, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct NullableJsonText(pub Option<String>);
+
+impl TryFrom<NullableJsonText> for Option<Vec<AllowedHost>> {
+    type Error = serde_json::Error;
+
+    fn try_from(text: NullableJsonText) -> Result<Self, Self::Error> {
+        text.0.map(|t| serde_json::from_str(&t)).transpose()
+    }
+}
+
+/// JSON text of a value the store writes (its own types always serialise).
+pub(crate) fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("the store's values serialise")
+}
 
 /// How a run is read from its row: the run, and its progress from two
 /// columns. (Public only because the shared store's bounds name it.)
@@ -108,6 +128,7 @@ mod tests {
             memory_bytes: 1,
             unique_key: key.map(str::to_string),
             discard_after: None,
+            allowed_hosts: None,
         }
     }
 

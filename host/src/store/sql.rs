@@ -4,13 +4,13 @@
 //! migrations and the few statements that truly differ (the claim, bulk
 //! inserts and completions, notifications, stats).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::rows::{RunRow, insert_stretches, sort_closed};
+use super::rows::{RunRow, insert_stretches, json_text, sort_closed};
 use super::*;
 
 /// What one database supplies to the shared store: its migrations, how it
@@ -127,6 +127,7 @@ macro_rules! for_every_dialect {
             for<'q> RunId: Param<'q, D::Db>,
             for<'q> Millis: Param<'q, D::Db>,
             for<'q> Option<&'q str>: Param<'q, D::Db>,
+            for<'q> Option<String>: Param<'q, D::Db>,
             for<'q> Option<i64>: Param<'q, D::Db>,
             for<'q> Option<JobId>: Param<'q, D::Db>,
             for<'q> Option<Millis>: Param<'q, D::Db>,
@@ -134,6 +135,8 @@ macro_rules! for_every_dialect {
             for<'r> (JobId,): FromRow<'r, <D::Db as Database>::Row>,
             for<'r> (String,): FromRow<'r, <D::Db as Database>::Row>,
             for<'r> (Vec<u8>,): FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> SecretInfo: FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> KeyCheck: FromRow<'r, <D::Db as Database>::Row>,
             for<'r> Template: FromRow<'r, <D::Db as Database>::Row>,
             for<'r> Job: FromRow<'r, <D::Db as Database>::Row>,
             for<'r> RunRow: FromRow<'r, <D::Db as Database>::Row>,
@@ -183,8 +186,8 @@ impl SqlStore {
     async fn insert_keyed(tx: &mut Transaction<'static, D::Db>, job: &NewJob, now: Millis) -> Result<Inserted, StoreError> {
         let id: Option<JobId> = sqlx::query_scalar(
             "INSERT INTO jobs (template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes,
-                 unique_key, created_at, discard_after)
-             VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10, $11)
+                 unique_key, created_at, discard_after, allowed_hosts)
+             VALUES ($1, $2, $3, $4, $5, 'available', $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING RETURNING id",
         )
         .bind(job.template.as_str())
@@ -198,6 +201,7 @@ impl SqlStore {
         .bind(job.unique_key.as_deref())
         .bind(now)
         .bind(job.discard_after)
+        .bind(job.allowed_hosts.as_ref().map(json_text))
         .fetch_optional(&mut **tx)
         .await?;
         Ok(match id {
@@ -281,18 +285,19 @@ impl Store for SqlStore {
         digest: &Digest,
         schema: &serde_json::Value,
         defaults: &TemplateDefaults,
-        config: &BTreeMap<String, String>,
+        settings: &TemplateSettings,
         now: Millis,
     ) -> Result<Template, StoreError> {
         Ok(sqlx::query_as(
             "INSERT INTO templates (name, digest, schema, queue, priority, max_attempts, timeout_ms, memory_bytes,
-                 backoff_base_ms, backoff_max_ms, config, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12)
+                 backoff_base_ms, backoff_max_ms, config, version, created_at, updated_at, grants, limits)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12, $13, $14)
              ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, schema = excluded.schema,
                  queue = excluded.queue, priority = excluded.priority, max_attempts = excluded.max_attempts,
                  timeout_ms = excluded.timeout_ms, memory_bytes = excluded.memory_bytes,
                  backoff_base_ms = excluded.backoff_base_ms, backoff_max_ms = excluded.backoff_max_ms,
-                 config = excluded.config, version = templates.version + 1, updated_at = excluded.updated_at
+                 config = excluded.config, grants = excluded.grants, limits = excluded.limits,
+                 version = templates.version + 1, updated_at = excluded.updated_at
              RETURNING *",
         )
         .bind(name)
@@ -305,8 +310,10 @@ impl Store for SqlStore {
         .bind(defaults.memory_bytes as i64)
         .bind(defaults.backoff_base_ms as i64)
         .bind(defaults.backoff_max_ms as i64)
-        .bind(serde_json::to_string(config).expect("a map of strings serialises"))
+        .bind(json_text(&settings.config))
         .bind(now)
+        .bind(json_text(&settings.grants))
+        .bind(json_text(&settings.limits))
         .fetch_one(&self.pool)
         .await?)
     }
@@ -551,6 +558,54 @@ impl Store for SqlStore {
 
     async fn stats(&self) -> Result<Vec<TemplateStats>, StoreError> {
         D::stats(&self.pool).await
+    }
+
+    async fn secret_put(&self, name: &str, sealed: &[u8], key: &KeyCheck, now: Millis) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("INSERT INTO secrets_key (id, key_id, check_value) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(key.key_id.as_str())
+            .bind(key.check_value.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        let existed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secrets WHERE name = $1").bind(name).fetch_one(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO secrets (name, sealed, created_at, updated_at) VALUES ($1, $2, $3, $3)
+             ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(sealed)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(existed == 0)
+    }
+
+    async fn secret_list(&self) -> Result<Vec<SecretInfo>, StoreError> {
+        Ok(sqlx::query_as("SELECT name, created_at, updated_at FROM secrets ORDER BY name").fetch_all(&self.pool).await?)
+    }
+
+    async fn secret_sealed(&self, names: &[String]) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut found = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(sealed) =
+                sqlx::query_scalar("SELECT sealed FROM secrets WHERE name = $1").bind(name.as_str()).fetch_optional(&self.pool).await?
+            {
+                found.push((name.clone(), sealed));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn secret_delete(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let deleted = Self::delete_named(&mut tx, "DELETE FROM secrets WHERE name = $1", name).await?;
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn secrets_key(&self) -> Result<Option<KeyCheck>, StoreError> {
+        Ok(sqlx::query_as("SELECT key_id, check_value FROM secrets_key WHERE id = 1").fetch_optional(&self.pool).await?)
     }
 
     async fn schedule_put(&self, schedule: &StoredSchedule, now: Millis) -> Result<StoredSchedule, StoreError> {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous};
 use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
 
+use super::rows::json_text;
 use super::sql::{Dialect, Pick, SqlStore};
 use super::*;
 
@@ -68,6 +69,10 @@ struct TemplateNow {
     config: BTreeMap<String, String>,
     #[sqlx(flatten)]
     backoff: Backoff,
+    #[sqlx(try_from = "JsonText")]
+    grants: Grants,
+    #[sqlx(try_from = "JsonText")]
+    limits: TemplateLimits,
 }
 
 /// A list of values as the JSON text `json_each` reads.
@@ -148,7 +153,7 @@ impl Dialect for SqliteDialect {
         for job in &jobs {
             if !templates.contains_key(&job.template) {
                 let now: Option<TemplateNow> =
-                    sqlx::query_as("SELECT digest, config, backoff_base_ms, backoff_max_ms FROM templates WHERE name = $1")
+                    sqlx::query_as("SELECT digest, config, backoff_base_ms, backoff_max_ms, grants, limits FROM templates WHERE name = $1")
                         .bind(&job.template)
                         .fetch_optional(&mut *tx)
                         .await?;
@@ -160,7 +165,15 @@ impl Dialect for SqliteDialect {
             match (opened.get(&job.id), &templates[&job.template]) {
                 (Some(&run_id), Some(t)) => {
                     job.current_run = Some(run_id);
-                    claimed.push(Claimed { run_id, job, digest: t.digest.clone(), config: t.config.clone(), backoff: t.backoff });
+                    claimed.push(Claimed {
+                        run_id,
+                        job,
+                        digest: t.digest.clone(),
+                        config: t.config.clone(),
+                        backoff: t.backoff,
+                        grants: t.grants.clone(),
+                        limits: t.limits,
+                    });
                 }
                 _ => dropped.push(job.id),
             }
@@ -176,12 +189,16 @@ impl Dialect for SqliteDialect {
     async fn insert_unkeyed(tx: &mut Transaction<'static, Sqlite>, jobs: &[NewJob], now: Millis) -> Result<Vec<JobId>, StoreError> {
         // SQLite numbers the rows in the order of the batch.
         let batch = json_list(jobs.iter().map(|j| {
-            serde_json::json!([j.template, j.context, j.queue, j.priority, j.run_at, j.max_attempts, j.timeout_ms, j.memory_bytes, j.discard_after])
+            serde_json::json!([
+                j.template, j.context, j.queue, j.priority, j.run_at, j.max_attempts, j.timeout_ms, j.memory_bytes, j.discard_after,
+                j.allowed_hosts.as_ref().map(json_text)
+            ])
         }));
         let mut ids: Vec<JobId> = sqlx::query_scalar(
-            "INSERT INTO jobs (template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes, created_at, discard_after)
+            "INSERT INTO jobs (template, context, queue, priority, run_at, state, max_attempts, timeout_ms, memory_bytes, created_at,
+                 discard_after, allowed_hosts)
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'available', value ->> 5, value ->> 6, value ->> 7,
-                    $2, value ->> 8
+                    $2, value ->> 8, value ->> 9
              FROM json_each($1) ORDER BY key
              RETURNING id",
         )
@@ -209,6 +226,9 @@ impl Dialect for SqliteDialect {
                 "progress_percent": end.progress.as_ref().map(|p| p.percent),
                 "progress_message": end.progress.as_ref().map(|p| p.message.as_str()),
                 "checkpoint": end.checkpoint,
+                "calls": json_text(&end.calls),
+                "calls_made": end.calls.len(),
+                "calls_denied": end.calls.iter().filter(|c| c.denied.is_some()).count(),
                 "finished_at": end.finished_at,
             })
         }))
@@ -221,7 +241,8 @@ impl Dialect for SqliteDialect {
             "UPDATE runs SET status = 'done', result = e.value ->> 'result', reason = e.value ->> 'reason',
                  message = e.value ->> 'message', output = e.value ->> 'output', logs = e.value ->> 'logs',
                  progress_percent = e.value ->> 'progress_percent', progress_message = e.value ->> 'progress_message',
-                 checkpoint = COALESCE(e.value ->> 'checkpoint', runs.checkpoint), finished_at = e.value ->> 'finished_at'
+                 checkpoint = COALESCE(e.value ->> 'checkpoint', runs.checkpoint), finished_at = e.value ->> 'finished_at',
+                 calls = e.value ->> 'calls', calls_made = e.value ->> 'calls_made', calls_denied = e.value ->> 'calls_denied'
              FROM json_each($1) AS e
              WHERE runs.id = e.value ->> 'run_id' AND runs.job_id = e.value ->> 'job_id'
                AND runs.node_id = e.value ->> 'node_id' AND +runs.status = 'running'
@@ -249,12 +270,13 @@ impl Dialect for SqliteDialect {
         let counts: Vec<TemplateStats> = sqlx::query_as(
             "WITH names AS (SELECT name AS template FROM templates UNION SELECT template FROM runs UNION SELECT template FROM jobs),
              r AS (SELECT template, SUM(result = 'succeeded') AS succeeded, SUM(result = 'failed') AS failed,
-                          SUM(result = 'cancelled') AS cancelled
+                          SUM(result = 'cancelled') AS cancelled, SUM(calls_made) AS calls, SUM(calls_denied) AS calls_denied
                    FROM runs WHERE status = 'done' GROUP BY template),
              j AS (SELECT template, SUM(state = 'available') AS queued, SUM(state = 'running') AS running FROM jobs GROUP BY template)
              SELECT names.template, COALESCE(r.succeeded, 0) AS succeeded, COALESCE(r.failed, 0) AS failed,
                     COALESCE(r.cancelled, 0) AS cancelled, COALESCE(j.queued, 0) AS queued, COALESCE(j.running, 0) AS running,
-                    NULL AS duration_p50_ms, NULL AS duration_p95_ms
+                    NULL AS duration_p50_ms, NULL AS duration_p95_ms,
+                    COALESCE(r.calls, 0) AS calls, COALESCE(r.calls_denied, 0) AS calls_denied
              FROM names LEFT JOIN r USING (template) LEFT JOIN j USING (template)
              ORDER BY names.template",
         )
