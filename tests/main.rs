@@ -32,6 +32,7 @@ mod hostile;
 mod loading;
 mod multinode;
 mod outbound;
+mod outbound_node;
 mod queue;
 mod runtime;
 mod schedules;

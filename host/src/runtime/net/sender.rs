@@ -69,16 +69,26 @@ pub(super) async fn send(
     let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
     *request.uri_mut() = http::Uri::builder().path_and_query(path).build().map_err(|_| Error::HttpRequestUriInvalid)?;
     let max = bounds.max_request_body;
-    let request = request.map(|body| Metered::new(body, max, meter, Direction::Sent, None).boxed_unsync());
+    let (leftover_tx, leftover) = tokio::sync::oneshot::channel();
+    let request = request.map(|body| {
+        let handoff = Handoff { body: Some(body), leftover: Some(leftover_tx) };
+        Metered::new(handoff, max, meter, Direction::Sent, None).boxed_unsync()
+    });
 
     let mut conn = Box::pin(conn);
     let mut conn_done = false;
+    let mut rest = Box::pin(discard_leftover(leftover, max));
+    let mut rest_done = false;
     let head = sender.send_request(request);
     tokio::pin!(head);
-    // Drive the connection while waiting for the response head.
+    // Drive the connection (and the reading of a body hyper let go of)
+    // while waiting for the response head.
     let waiting = std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = head.as_mut().poll(cx) {
             return Poll::Ready(r);
+        }
+        if !rest_done && rest.as_mut().poll(cx).is_ready() {
+            rest_done = true;
         }
         if !conn_done && let Poll::Ready(r) = conn.as_mut().poll(cx) {
             conn_done = true;
@@ -98,12 +108,76 @@ pub(super) async fn send(
         _ => Error::Hyper(e),
     })?;
     let io: Io = Box::new(async move {
-        if conn_done {
-            return Ok(());
-        }
-        conn.await.map_err(Error::from)
+        let conn = async move { if conn_done { Ok(()) } else { conn.await } };
+        let rest = async move {
+            if !rest_done {
+                rest.await
+            }
+        };
+        let (result, ()) = tokio::join!(conn, rest);
+        result.map_err(Error::from)
     });
     Ok((response, io))
+}
+
+/// The guest's request body as hyper holds it. hyper lets go of a body
+/// before the guest has finished writing it when it has sent all it will
+/// (a GET, or a declared length reached); dropped unfinished, the body is
+/// handed over to be read to its end and discarded, so the guest's writes
+/// and `finish` succeed instead of failing as if the connection were reset.
+struct Handoff {
+    body: Option<WasiBody>,
+    leftover: Option<tokio::sync::oneshot::Sender<WasiBody>>,
+}
+
+impl Body for Handoff {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let Some(body) = self.body.as_mut() else { return Poll::Ready(None) };
+        let frame = ready!(Pin::new(body).poll_frame(cx));
+        if !matches!(frame, Some(Ok(_))) {
+            // Ended or failed: nothing left to hand over.
+            self.body = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.as_ref().map(|b| b.size_hint()).unwrap_or_default()
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let (Some(body), Some(leftover)) = (self.body.take(), self.leftover.take()) {
+            let _ = leftover.send(body);
+        }
+    }
+}
+
+/// Reads to its end (up to `limit` bytes) and discards a body hyper let go of.
+async fn discard_leftover(leftover: tokio::sync::oneshot::Receiver<WasiBody>, limit: u64) {
+    if let Ok(body) = leftover.await {
+        discard(body, limit).await;
+    }
+}
+
+/// Reads a body to its end, up to `limit` bytes, and drops what it read.
+async fn discard(body: WasiBody, limit: u64) {
+    let mut body = std::pin::pin!(body);
+    let mut seen = 0u64;
+    while seen <= limit {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len() as u64),
+            Some(Err(_)) | None => break,
+        }
+    }
 }
 
 /// TCP to the vetted addresses, TLS when asked, and the HTTP/1.1 handshake.
@@ -140,14 +214,7 @@ async fn connect(target: &Target, tls: Arc<rustls::ClientConfig>, bounds: &Bound
 /// learns why the request failed (denied, refused, unreachable) rather than
 /// seeing its body writes cut off.
 pub(super) async fn drain(body: WasiBody, limit: u64, error: Error) -> Error {
-    let mut body = std::pin::pin!(body);
-    let mut seen = 0u64;
-    while seen <= limit {
-        match body.frame().await {
-            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len() as u64),
-            Some(Err(_)) | None => break,
-        }
-    }
+    discard(body, limit).await;
     error
 }
 
