@@ -218,3 +218,104 @@ async fn bench_measures_with_its_own_data_only() {
     let jobs = client.job_list(&JobFilter::default()).await.unwrap();
     assert_eq!(jobs.iter().map(|j| j.template.as_str()).collect::<Vec<_>>(), ["hello"], "other jobs are untouched");
 }
+
+/// `elihu` with stdin fed from `input`.
+fn elihu_with_stdin(db: &TestDb, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command(db, args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("elihu runs");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Secrets, grants and template limits as an operator drives them: a key
+/// made and given to every command that needs it, a secret set from stdin
+/// and never shown, a template granting a test server with the secret as
+/// bearer token, bad pushes refused, a node refusing to start without the
+/// key or with another, and the run's calls in `runs show` and `stats`.
+async fn secrets_grants_and_limits_from_the_command_line(backend: Backend) {
+    let server = crate::support::servers::TestServer::http().await;
+    let db = TestDb::on(backend).await;
+    let key = ok(&elihu(&db, &["secret", "keygen"]));
+    let key_file = db.dir.path().join("secrets.key");
+    std::fs::write(&key_file, &key).unwrap();
+    let key_path = key_file.to_str().unwrap();
+    let key_id = elihu::secrets::SecretsKey::parse(&key).unwrap().id();
+
+    const TOKEN: &str = "cli-token-5be1d0a3";
+    let out = elihu_with_stdin(&db, &["secret", "set", "hook_token", "--secrets-key-file", key_path], &format!("{TOKEN}\n"));
+    assert_eq!(ok(&out).trim(), "secret hook_token created");
+    let out = elihu_with_stdin(&db, &["secret", "set", "other"], "value-1\n");
+    assert!(text(&out.stderr).contains("setting a secret needs the secrets key, and none was given"), "{}", text(&out.stderr));
+    let ls = ok(&elihu(&db, &["secret", "ls", "--secrets-key-file", key_path]));
+    assert!(ls.contains(&format!("secrets key in use: id {key_id}")) && ls.contains("hook_token"), "{ls}");
+    assert!(!ls.contains(TOKEN) && !ls.contains("other"), "{ls}");
+
+    let origin = server.origin();
+    let url = format!("url={}", server.url("/hook"));
+    let push = |extra: &[&str]| {
+        let (schema, wasm) = (schema_path("webhook"), wasm("webhook"));
+        let mut args = vec!["template", "push", "hook", wasm.as_str(), "--schema", schema.to_str().unwrap(), "--config", &url];
+        args.extend_from_slice(extra);
+        elihu(&db, &args)
+    };
+    let header = "Authorization=Bearer {{secret:hook_token}}";
+    for (extra, message) in [
+        (vec!["--header", header, "--allow-host", &origin], "--header 'Authorization' must come after the --allow-host it is for"),
+        (vec!["--allow-host", "https://api.example.com/v1"], "the allowed host `https://api.example.com/v1` is not valid"),
+        (vec!["--allow-host", &origin, "--header", "Authorization=Bearer {{secret:nope}}"], "uses the secret `nope`, which does not exist"),
+        (vec!["--allow-host", &origin, "--max-output", "0"], "the template limit `max_output_bytes` must be more than 0"),
+        (vec!["--allow-host", &origin, "--max-requests", "101"], "`max_requests` is 101, above this node's limit of 100"),
+    ] {
+        let out = push(&extra);
+        assert!(!out.status.success(), "{extra:?}");
+        assert!(text(&out.stderr).contains(message), "{extra:?}: {}", text(&out.stderr));
+    }
+    assert!(ok(&elihu(&db, &["template", "ls"])).contains("no templates"), "nothing was stored");
+    ok(&push(&["--allow-host", &origin, "--header", header, "--max-requests", "3", "--max-output", "4KiB"]));
+    let show: serde_json::Value = serde_json::from_str(&ok(&elihu(&db, &["template", "show", "hook"]))).unwrap();
+    assert_eq!(show["grants"]["allowed_hosts"], json!([origin]));
+    assert_eq!(show["grants"]["headers"][0], json!({"host": origin, "name": "authorization", "value": "Bearer {{secret:hook_token}}"}));
+    assert_eq!(show["limits"], json!({"max_output_bytes": 4096, "max_requests": 3}));
+
+    // No key, or another: the node says why and does not start.
+    let out = command(&db, &["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains(&format!("the database holds 1 secret(s) but this node was given no secrets key; pass --secrets-key-file PATH")), "{}", text(&out.stderr));
+    let other = elihu::secrets::SecretsKey::generate();
+    let out = command(&db, &["serve", "--listen", "127.0.0.1:0"]).env("ELIHU_SECRETS_KEY", other.to_hex().as_str()).output().unwrap();
+    assert!(
+        text(&out.stderr).contains(&format!("the secrets key given (key id {}) is not the key the secrets were stored with (key id {key_id})", other.id())),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let node = Server::start(&db, &["--secrets-key-file", key_path, "--queue", "default=2"]);
+    let out = ok(&elihu(&db, &["enqueue", "hook", "--context", r#"{"a": 1}"#, "--wait"]));
+    assert!(out.contains(r#""status": 200"#), "{out}");
+    assert_eq!(server.seen()[0].authorization.as_deref(), Some(format!("Bearer {TOKEN}").as_str()));
+    let show = ok(&elihu(&db, &["runs", "show", "1"]));
+    assert!(show.contains(&format!("POST {} 200 (sent 7B, received 11B", server.url("/hook"))), "{show}");
+    let stats = ok(&elihu(&db, &["stats"]));
+    assert!(stats.contains("CALLS") && stats.lines().any(|l| l.starts_with("hook") && l.trim_end().ends_with("1       0")), "{stats}");
+    drop(node);
+}
+
+mod secrets_grants_and_limits_from_the_command_line {
+    use crate::support::node::Backend;
+
+    // The test server answers on the runtime's workers while the test blocks on `elihu`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::secrets_grants_and_limits_from_the_command_line(Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::secrets_grants_and_limits_from_the_command_line(Backend::Postgres).await
+    }
+}
