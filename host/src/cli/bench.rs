@@ -2,8 +2,10 @@
 //! no-op wasm jobs (each in a fresh sandbox). Burn-down: enqueue N, work them
 //! all, report jobs per second. Continuous: enqueue at a fixed rate for a
 //! while, report enqueue-to-start latency percentiles. Peak memory either way.
-//! It touches only its own data: the template `elihu-bench-noop` on the
-//! queue `elihu-bench`.
+//! With `--http` each job makes one HTTP call instead (the `fetch` example,
+//! granted a server this command runs on 127.0.0.1). It touches only its own
+//! data: the templates `elihu-bench-noop` and `elihu-bench-http` on the queue
+//! `elihu-bench`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
@@ -22,7 +24,8 @@ use elihu::{Enqueue, Event, units};
 
 use super::settings::{DbArgs, open_with};
 
-const TEMPLATE: &str = "elihu-bench-noop";
+const NOOP: &str = "elihu-bench-noop";
+const HTTP: &str = "elihu-bench-http";
 const QUEUE: &str = "elihu-bench";
 
 /// Arguments of `elihu bench`.
@@ -45,6 +48,19 @@ pub struct BenchArgs {
     /// Runs in flight at once on this node.
     #[arg(long, default_value_t = 1000)]
     concurrency: u32,
+    /// Each job makes one HTTP GET to a server on 127.0.0.1 that this
+    /// command runs (the cost of a granted outbound call).
+    #[arg(long)]
+    http: bool,
+}
+
+/// A server on 127.0.0.1 answering `GET /hook` with 11 bytes of JSON; its address.
+async fn local_server() -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the local HTTP server")?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().route("/hook", axum::routing::get(|| async { r#"{"ok":true}"# }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
 }
 
 /// Resident memory now and at its peak, in bytes (Linux).
@@ -80,15 +96,30 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let file = args.db.file()?;
     let runtime = RuntimeConfig { max_concurrent_runs: args.concurrency + 16, ..RuntimeConfig::default() };
     let client = open_with(&args.db, &file, runtime).await?;
-    let (jobs, runs) = client.store().template_purge(TEMPLATE).await?;
+    let mut removed = (0, 0);
+    for template in [NOOP, HTTP] {
+        let (jobs, runs) = client.store().template_purge(template).await?;
+        removed = (removed.0 + jobs, removed.1 + runs);
+    }
     eprintln!(
-        "elihu bench on {}: removed its own earlier data ({jobs} jobs, {runs} runs of template {TEMPLATE}); nothing else is touched",
-        args.db.url(&file)
+        "elihu bench on {}: removed its own earlier data ({} jobs, {} runs of templates {NOOP} and {HTTP}); nothing else is touched",
+        args.db.url(&file),
+        removed.0,
+        removed.1
     );
-    let noop = elihu::examples::get("noop").expect("elihu carries the noop example");
     let defaults = TemplateDefaults { queue: QUEUE.into(), max_attempts: 1, ..TemplateDefaults::default() };
+    let (template, example, context, settings, what) = if args.http {
+        let addr = local_server().await?;
+        let origin = format!("http://{addr}");
+        let grants = elihu::grants::Grants { allowed_hosts: vec![elihu::grants::AllowedHost::parse(&origin)?], ..Default::default() };
+        let settings = TemplateSettings { grants, ..TemplateSettings::default() };
+        (HTTP, "fetch", json!({"url": format!("{origin}/hook")}), settings, "wasm jobs of one HTTP call each")
+    } else {
+        (NOOP, "noop", json!({}), TemplateSettings::default(), "no-op wasm jobs")
+    };
+    let component = elihu::examples::get(example).expect("elihu carries its example jobs");
     client
-        .template_push(TEMPLATE, noop.wasm, &json!({"type": "object"}), &defaults, &TemplateSettings::default())
+        .template_push(template, component.wasm, &json!({"type": "object"}), &defaults, &settings)
         .await
         .context("pushing the bench template")?;
     let config = NodeConfig {
@@ -97,7 +128,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ..NodeConfig::default()
     };
     let remaining = |client: elihu::Client| async move {
-        let filter = JobFilter { template: Some(TEMPLATE.into()), limit: Some(1), ..JobFilter::default() };
+        let filter = JobFilter { template: Some(template.into()), limit: Some(1), ..JobFilter::default() };
         client.job_list(&filter).await.map(|j| j.len())
     };
 
@@ -106,7 +137,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let mut left = total;
         while left > 0 {
             let n = left.min(args.batch_size as u64);
-            let batch = (0..n).map(|_| Enqueue::new(TEMPLATE, json!({}))).collect();
+            let batch = (0..n).map(|_| Enqueue::new(template, context.clone())).collect();
             client.enqueue_batch(batch).await?;
             left -= n;
         }
@@ -147,7 +178,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         node.shutdown().await;
         let (rss, peak) = memory();
         println!(
-            "burn-down: {total} no-op wasm jobs in {:.2} s = {:.0} jobs/s (RSS {}, peak {}{})",
+            "burn-down: {total} {what} in {:.2} s = {:.0} jobs/s (RSS {}, peak {}{})",
             took.as_secs_f64(),
             total as f64 / took.as_secs_f64(),
             mib(rss),
@@ -166,6 +197,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let client = client.clone();
         let enqueued_at = enqueued_at.clone();
         let rate = args.rate.max(1);
+        let context = context.clone();
         tokio::spawn(async move {
             let tick = Duration::from_millis(10);
             let per_tick = (rate as f64 * tick.as_secs_f64()).max(1.0);
@@ -181,7 +213,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 let at = Instant::now();
-                let batch = (0..n).map(|_| Enqueue::new(TEMPLATE, json!({}))).collect();
+                let batch = (0..n).map(|_| Enqueue::new(template, context.clone())).collect();
                 match client.enqueue_batch(batch).await {
                     Ok(ids) => {
                         let mut map = enqueued_at.lock().unwrap();
