@@ -172,7 +172,7 @@ impl Dialect for PostgresDialect {
         }
     }
 
-    async fn close_runs(tx: &mut Transaction<'static, Postgres>, e: &PgEnds) -> Result<Vec<RunId>, StoreError> {
+    async fn close_runs(tx: &mut Transaction<'static, Postgres>, e: PgEnds) -> Result<Vec<RunId>, StoreError> {
         Ok(sqlx::query_scalar(
             "UPDATE runs r SET status = 'done', result = e.result, reason = e.reason, message = e.message,
                  output = e.output, logs = e.logs, progress_percent = e.progress_percent,
@@ -185,18 +185,18 @@ impl Dialect for PostgresDialect {
              WHERE r.id = e.run_id AND r.job_id = e.job_id AND r.node_id = e.node_id AND r.status = 'running'
              RETURNING r.id",
         )
-        .bind(&e.run_id)
-        .bind(&e.job_id)
-        .bind(&e.node_id)
-        .bind(&e.result)
-        .bind(&e.reason)
-        .bind(&e.message)
-        .bind(&e.output)
-        .bind(&e.logs)
-        .bind(&e.progress_percent)
-        .bind(&e.progress_message)
-        .bind(&e.checkpoint)
-        .bind(&e.finished_at)
+        .bind(e.run_id)
+        .bind(e.job_id)
+        .bind(e.node_id)
+        .bind(e.result)
+        .bind(e.reason)
+        .bind(e.message)
+        .bind(e.output)
+        .bind(e.logs)
+        .bind(e.progress_percent)
+        .bind(e.progress_message)
+        .bind(e.checkpoint)
+        .bind(e.finished_at)
         .fetch_all(&mut **tx)
         .await?)
     }
