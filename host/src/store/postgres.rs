@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgQueryResult};
-use sqlx::{Postgres, Transaction};
+use sqlx::{FromRow, Postgres, Transaction};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use super::sql::{Dialect, Pick, SqlStore};
@@ -113,10 +113,13 @@ impl Dialect for PostgresDialect {
         });
         static BY_ID: LazyLock<String> = LazyLock::new(|| claim_sql("WHERE j.id = $2 AND j.state = 'available' LIMIT $4"));
         let query = match pick {
-            Pick::Queue { queue, limit } => sqlx::query_as(&BY_QUEUE).bind(node_id).bind(queue).bind(now).bind(i64::from(limit)),
-            Pick::Job(id) => sqlx::query_as(&BY_ID).bind(node_id).bind(id).bind(now).bind(1i64),
+            Pick::Queue { queue, limit } => sqlx::query(&BY_QUEUE).bind(node_id).bind(queue).bind(now).bind(i64::from(limit)),
+            Pick::Job(id) => sqlx::query(&BY_ID).bind(node_id).bind(id).bind(now).bind(1i64),
         };
-        Ok(query.bind(expires_at).fetch_all(pool).await?)
+        // The rows are taken first and decoded after the statement, which
+        // then ends as soon as PostgreSQL has sent them.
+        let rows = query.bind(expires_at).fetch_all(pool).await?;
+        Ok(rows.iter().map(Claimed::from_row).collect::<Result<_, _>>()?)
     }
 
     async fn insert_unkeyed(tx: &mut Transaction<'static, Postgres>, jobs: &[NewJob], now: Millis) -> Result<Vec<JobId>, StoreError> {
