@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgQueryResult};
-use sqlx::{Postgres, Transaction};
+use sqlx::{FromRow, Postgres, Transaction};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use super::rows::json_text;
@@ -118,10 +118,13 @@ impl Dialect for PostgresDialect {
         });
         static BY_ID: LazyLock<String> = LazyLock::new(|| claim_sql("WHERE j.id = $2 AND j.state = 'available' LIMIT $4"));
         let query = match pick {
-            Pick::Queue { queue, limit } => sqlx::query_as(&BY_QUEUE).bind(node_id).bind(queue).bind(now).bind(i64::from(limit)),
-            Pick::Job(id) => sqlx::query_as(&BY_ID).bind(node_id).bind(id).bind(now).bind(1i64),
+            Pick::Queue { queue, limit } => sqlx::query(&BY_QUEUE).bind(node_id).bind(queue).bind(now).bind(i64::from(limit)),
+            Pick::Job(id) => sqlx::query(&BY_ID).bind(node_id).bind(id).bind(now).bind(1i64),
         };
-        Ok(query.bind(expires_at).fetch_all(pool).await?)
+        // The rows are taken first and decoded after the statement, which
+        // then ends as soon as PostgreSQL has sent them.
+        let rows = query.bind(expires_at).fetch_all(pool).await?;
+        Ok(rows.iter().map(Claimed::from_row).collect::<Result<_, _>>()?)
     }
 
     async fn insert_unkeyed(tx: &mut Transaction<'static, Postgres>, jobs: &[NewJob], now: Millis) -> Result<Vec<JobId>, StoreError> {
@@ -182,7 +185,7 @@ impl Dialect for PostgresDialect {
         }
     }
 
-    async fn close_runs(tx: &mut Transaction<'static, Postgres>, e: &PgEnds) -> Result<Vec<RunId>, StoreError> {
+    async fn close_runs(tx: &mut Transaction<'static, Postgres>, e: PgEnds) -> Result<Vec<RunId>, StoreError> {
         Ok(sqlx::query_scalar(
             "UPDATE runs r SET status = 'done', result = e.result, reason = e.reason, message = e.message,
                  output = e.output, logs = e.logs, progress_percent = e.progress_percent,
@@ -196,21 +199,21 @@ impl Dialect for PostgresDialect {
              WHERE r.id = e.run_id AND r.job_id = e.job_id AND r.node_id = e.node_id AND r.status = 'running'
              RETURNING r.id",
         )
-        .bind(&e.run_id)
-        .bind(&e.job_id)
-        .bind(&e.node_id)
-        .bind(&e.result)
-        .bind(&e.reason)
-        .bind(&e.message)
-        .bind(&e.output)
-        .bind(&e.logs)
-        .bind(&e.progress_percent)
-        .bind(&e.progress_message)
-        .bind(&e.checkpoint)
-        .bind(&e.finished_at)
-        .bind(&e.calls)
-        .bind(&e.calls_made)
-        .bind(&e.calls_denied)
+        .bind(e.run_id)
+        .bind(e.job_id)
+        .bind(e.node_id)
+        .bind(e.result)
+        .bind(e.reason)
+        .bind(e.message)
+        .bind(e.output)
+        .bind(e.logs)
+        .bind(e.progress_percent)
+        .bind(e.progress_message)
+        .bind(e.checkpoint)
+        .bind(e.finished_at)
+        .bind(e.calls)
+        .bind(e.calls_made)
+        .bind(e.calls_denied)
         .fetch_all(&mut **tx)
         .await?)
     }

@@ -51,7 +51,7 @@ pub trait Dialect: Send + Sync + 'static {
     fn encode_ends(ends: &[(RunEnd, JobNext)]) -> Self::Ends;
     /// Closes the runs of `ends` still running on their node, in one
     /// statement; returns the ids of those it closed.
-    async fn close_runs(tx: &mut Transaction<'static, Self::Db>, ends: &Self::Ends) -> Result<Vec<RunId>, StoreError>;
+    async fn close_runs(tx: &mut Transaction<'static, Self::Db>, ends: Self::Ends) -> Result<Vec<RunId>, StoreError>;
     /// Deletes each job whose current run is the one paired with it.
     async fn delete_finished(tx: &mut Transaction<'static, Self::Db>, done: &[(JobId, RunId)]) -> Result<(), StoreError>;
     /// Tells listening nodes, at commit; nothing where the database cannot push.
@@ -422,7 +422,7 @@ impl Store for SqlStore {
         // on their node, delete the finished jobs, then move the retried ones.
         let encoded = D::encode_ends(ends);
         let mut tx = self.write().await?;
-        let closed = D::close_runs(&mut tx, &encoded).await?;
+        let closed = D::close_runs(&mut tx, encoded).await?;
         let (applied, done) = sort_closed(ends, &closed);
         if !done.is_empty() {
             D::delete_finished(&mut tx, &done).await?;

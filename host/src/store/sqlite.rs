@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous};
-use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, FromRow, Sqlite, SqliteConnection, Transaction};
 
 use super::rows::json_text;
 use super::sql::{Dialect, Pick, SqlStore};
@@ -103,8 +105,10 @@ impl Dialect for SqliteDialect {
         expires_at: Millis,
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut tx = begin_detached(pool, Self::BEGIN_WRITE).await?;
-        let mut jobs: Vec<Job> = match pick {
-            Pick::Queue { queue, limit } => sqlx::query_as(
+        // The rows are taken first and decoded after the statement: decoding
+        // them as they stream would keep the write lock held meanwhile.
+        let rows: Vec<SqliteRow> = match pick {
+            Pick::Queue { queue, limit } => sqlx::query(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = $1
                  WHERE id IN (SELECT id FROM jobs WHERE queue = $2 AND state = 'available' AND run_at <= $3
                               AND (discard_after IS NULL OR discard_after >= $3)
@@ -115,7 +119,7 @@ impl Dialect for SqliteDialect {
             .bind(queue)
             .bind(now)
             .bind(i64::from(limit)),
-            Pick::Job(id) => sqlx::query_as(
+            Pick::Job(id) => sqlx::query(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = $1 WHERE id = $2 AND state = 'available' RETURNING *",
             )
             .bind(node_id)
@@ -123,6 +127,7 @@ impl Dialect for SqliteDialect {
         }
         .fetch_all(&mut *tx)
         .await?;
+        let mut jobs = rows.iter().map(Job::from_row).collect::<Result<Vec<Job>, _>>()?;
         if jobs.is_empty() {
             tx.rollback().await?;
             return Ok(Vec::new());
@@ -234,7 +239,7 @@ impl Dialect for SqliteDialect {
         }))
     }
 
-    async fn close_runs(tx: &mut Transaction<'static, Sqlite>, ends: &String) -> Result<Vec<RunId>, StoreError> {
+    async fn close_runs(tx: &mut Transaction<'static, Sqlite>, ends: String) -> Result<Vec<RunId>, StoreError> {
         // `+runs.status` keeps the planner from driving the update from the
         // running-runs index, which would re-read the JSON once per run.
         Ok(sqlx::query_scalar(
