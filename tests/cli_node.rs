@@ -284,6 +284,14 @@ async fn secrets_grants_and_limits_from_the_command_line(backend: Backend) {
         assert!(!out.status.success(), "{extra:?}");
         assert!(text(&out.stderr).contains(message), "{extra:?}: {}", text(&out.stderr));
     }
+    // The node's [limits] bound what a template may ask for.
+    let config = db.dir.path().join("limits.toml");
+    std::fs::write(&config, "[limits]\nmax_requests = 2\nconnect_timeout = \"2s\"\n").unwrap();
+    let out = push(&["--allow-host", &origin, "--max-requests", "3", "--config-file", config.to_str().unwrap()]);
+    assert!(text(&out.stderr).contains("`max_requests` is 3, above this node's limit of 2"), "{}", text(&out.stderr));
+    std::fs::write(&config, "[limits]\nmax_requests = 0\n").unwrap();
+    let out = push(&["--allow-host", &origin, "--config-file", config.to_str().unwrap()]);
+    assert!(text(&out.stderr).contains("config file key `limits.max_requests`: the limit must be more than 0"), "{}", text(&out.stderr));
     assert!(ok(&elihu(&db, &["template", "ls"])).contains("no templates"), "nothing was stored");
     ok(&push(&["--allow-host", &origin, "--header", header, "--max-requests", "3", "--max-output", "4KiB"]));
     let show: serde_json::Value = serde_json::from_str(&ok(&elihu(&db, &["template", "show", "hook"]))).unwrap();

@@ -117,6 +117,9 @@ impl FileLimits {
             base.connect_timeout = d;
         }
         if let Some(n) = self.max_requests {
+            if n == 0 {
+                bail!("config file key `limits.max_requests`: the limit must be more than 0");
+            }
             base.max_requests = n;
         }
         if let Some(b) = bytes("max_request_body", &self.max_request_body)? {
