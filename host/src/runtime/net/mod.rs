@@ -527,7 +527,9 @@ impl NetHooks {
         }
     }
 
-    /// The socket check, when TCP is granted.
+    /// The run's network state if it has one yet (made at the start when its
+    /// template grants hosts, or late by [`net`](Self::net)); the socket
+    /// check reads its grants.
     pub(crate) fn granted(&self) -> Option<&Arc<RunNet>> {
         self.net.as_ref()
     }
