@@ -49,7 +49,7 @@ enum Command {
     Stats(jobs::DbOnly),
     /// Nodes working the database.
     Nodes(jobs::DbOnly),
-    /// Measure throughput and latency with no-op wasm jobs (its own data only).
+    /// Measure throughput and latency with no-op wasm jobs or a component of yours (its own data only).
     Bench(bench::BenchArgs),
     /// Create or update the database's tables.
     Migrate(jobs::DbOnly),

@@ -4,6 +4,7 @@
 //! a deadline and a WASI context without files, environment or network, and
 //! classifies how it ended. Knows nothing of SQL.
 
+mod artifacts;
 mod cancel;
 mod component;
 mod outcome;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
+pub use artifacts::Artifact;
 pub use cancel::CancelHandle;
 pub use component::{Digest, LoadError, LoadSource, LoadedJob};
 pub use outcome::{Ending, LogLevel, LogLine, Progress, Reason, RunEvent, RunOutcome, RunResult};
@@ -150,12 +152,13 @@ impl Runtime {
             // faulted in again: PAGEMAP_SCAN (Linux 6.7+) finds the pages the
             // last run dirtied and only those are restored, up to these sizes
             // (a Rust guest's 1 MiB stack, its data and a small heap fit).
-            .pagemap_scan(wasmtime::Enabled::Auto)
-            .linear_memory_keep_resident(4 << 20)
+            .pagemap_scan(if std::env::var("XPM").is_ok() { wasmtime::Enabled::No } else { wasmtime::Enabled::Auto })
+            .linear_memory_keep_resident(std::env::var("XKR").ok().and_then(|v| v.parse().ok()).unwrap_or(4usize) << 20)
             .table_keep_resident(64 << 10)
             .async_stack_keep_resident(256 << 10);
 
         let mut wasm = Config::new();
+        if std::env::var("XNOCOW").is_ok() { wasm.memory_init_cow(false); }
         wasm.epoch_interruption(true)
             .wasm_component_model(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -207,6 +210,25 @@ impl Runtime {
     /// A component loaded earlier, by digest.
     pub fn loaded(&self, digest: &Digest) -> Option<Arc<LoadedJob>> {
         self.cache.get(digest)
+    }
+
+    /// Whether the component `digest` is compiled already (loaded in this
+    /// process, or its artifact on disk): loading it will not compile.
+    pub fn is_compiled(&self, digest: &Digest) -> bool {
+        self.cache.is_compiled(digest)
+    }
+
+    /// The compiled artifacts in the artifact directory, most recently used
+    /// first; [`Artifact::current`] tells those this build can load.
+    pub fn artifacts(&self) -> std::io::Result<Vec<Artifact>> {
+        self.cache.artifacts()
+    }
+
+    /// Removes from the artifact directory what other builds of elihu wrote
+    /// (this one cannot load it) and, given `unused_since`, the artifacts
+    /// last used before then. Returns what it removed.
+    pub fn prune_artifacts(&self, unused_since: Option<std::time::SystemTime>) -> std::io::Result<Vec<Artifact>> {
+        self.cache.prune(unused_since)
     }
 
     /// Runs a job once in a fresh sandbox and says how it ended. Never fails
