@@ -14,7 +14,7 @@ use std::process::Command;
 
 /// The jobs embedded in the library, in `src/examples.rs` order.
 const JOBS: &[&str] = &[
-    "hello", "wordfreq", "flaky", "progress", "spin", "sleepy", "memory-hog", "panic", "escape", "noop",
+    "hello", "wordfreq", "flaky", "progress", "spin", "sleepy", "memory-hog", "panic", "escape", "noop", "hostile",
     "other-world", "wrong-signature",
 ];
 

@@ -28,6 +28,7 @@ mod support;
 mod api;
 mod cli_node;
 mod cli_run;
+mod hostile;
 mod loading;
 mod multinode;
 mod queue;

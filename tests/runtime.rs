@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use elihu::runtime::{
-    CancelHandle, Ending, JobInfo, LogLevel, Progress, Reason, RunEvent, RunLimits, RunResult,
+    CancelHandle, Ending, FeedBatch, JobInfo, LogLevel, Progress, Reason, RunFeed, RunLimits, RunResult,
 };
 use serde_json::json;
 
@@ -71,26 +71,23 @@ async fn flaky_sees_the_attempt_it_is_given() {
 async fn progress_saves_a_checkpoint_and_the_next_attempt_resumes_from_it() {
     let rt = runtime();
     let job = load(rt, "progress");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let feed = RunFeed::new(100);
     let mut req = request("progress", json!({"steps": 5, "fail_after": 2}), RunLimits::default());
     req.info.max_attempts = 2;
-    req.events = Some(tx);
+    req.feed = Some(feed.clone());
     let first = rt.run(&job, req).await;
     assert_eq!(failure(&first), (Reason::Error, "stopping after step 2 on purpose".into()));
     assert_eq!(first.checkpoint.as_deref(), Some(r#"{"done":2}"#));
     assert_eq!(first.progress, Some(Progress { percent: 40, message: "step 2 of 5".into() }));
-    let mut events = Vec::new();
-    while let Ok(e) = rx.try_recv() {
-        events.push(e);
-    }
+    // Nobody took from the feed while the run went: it holds the latest of each.
     assert_eq!(
-        events,
-        vec![
-            RunEvent::Progress(Progress { percent: 20, message: "step 1 of 5".into() }),
-            RunEvent::Checkpoint(r#"{"done":1}"#.into()),
-            RunEvent::Progress(Progress { percent: 40, message: "step 2 of 5".into() }),
-            RunEvent::Checkpoint(r#"{"done":2}"#.into()),
-        ]
+        feed.take(),
+        FeedBatch {
+            lines: Vec::new(),
+            lines_skipped: 0,
+            progress: Some(Progress { percent: 40, message: "step 2 of 5".into() }),
+            checkpoint: Some(r#"{"done":2}"#.into()),
+        }
     );
 
     let mut req = request("progress", json!({"steps": 5, "fail_after": 2}), RunLimits::default());
@@ -183,13 +180,13 @@ async fn cancel_interrupts_a_running_instance_within_two_ticks() {
     for (name, context) in [("spin", json!({})), ("sleepy", json!({"seconds": 60}))] {
         let job = load(&rt, name);
         let cancel = CancelHandle::new();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let feed = RunFeed::new(10);
         let mut req = request(name, context, timeout(Duration::from_secs(60)));
         req.cancel = cancel.clone();
-        req.events = Some(tx);
+        req.feed = Some(feed.clone());
         let canceller = async {
-            let first = rx.recv().await.expect("the job logs when it starts");
-            assert!(matches!(first, RunEvent::Log(_)));
+            feed.changed().await;
+            assert_eq!(feed.take().lines.len(), 1, "the job logs when it starts");
             let at = Instant::now();
             cancel.cancel();
             at

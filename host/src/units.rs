@@ -63,6 +63,22 @@ pub fn format_size(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
+/// Writes a size for people: exact in the largest binary unit that keeps it
+/// whole (`64KiB`), else to one decimal (`19.1MiB`); bytes below 1 KiB.
+pub fn format_size_human(bytes: usize) -> String {
+    let bytes = bytes as u64;
+    for (unit, factor) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= factor {
+            return if bytes % factor == 0 {
+                format!("{}{unit}", bytes / factor)
+            } else {
+                format!("{:.1}{unit}", bytes as f64 / factor as f64)
+            };
+        }
+    }
+    format!("{bytes}B")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +94,9 @@ mod tests {
         assert!(matches!(parse_size("12 parsecs"), Err(UnitError::Size(_))));
         assert_eq!(format_size(64 << 20), "64MiB");
         assert_eq!(format_size(1000), "1000B");
+        assert_eq!(format_size_human(64 << 10), "64KiB");
+        assert_eq!(format_size_human(20_000_000), "19.1MiB");
+        assert_eq!(format_size_human(1000), "1000B");
     }
 
     #[test]

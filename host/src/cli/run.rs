@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use elihu::runtime::{Ending, JobInfo, LogLevel, RunEvent, RunLimits, RunRequest, Runtime, RuntimeConfig};
+use elihu::runtime::{Ending, JobInfo, LogLevel, LogLine, RunFeed, RunLimits, RunRequest, Runtime, RuntimeConfig, Throttle};
 use elihu::schema::{ContextSchema, parse_json};
 use elihu::units;
 
@@ -91,16 +91,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })?;
     let job = runtime.load(&bytes).with_context(|| format!("loading {name}"))?;
 
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let printer = tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            match event {
-                RunEvent::Log(line) => match line.level {
-                    LogLevel::Stdout | LogLevel::Stderr => eprintln!("[{}] {}", line.level.as_str(), line.message),
-                    level => eprintln!("[{:>5}] {}", level.as_str(), line.message),
-                },
-                RunEvent::Progress(p) => eprintln!("[{:>3}%] {}", p.percent, p.message),
-                RunEvent::Checkpoint(state) => eprintln!("[checkpoint] {state}"),
+    let limits = runtime.config().limits;
+    let feed = RunFeed::new(limits.max_streamed_lines);
+    let (ended, mut ended_rx) = tokio::sync::oneshot::channel::<()>();
+    let printer = tokio::spawn({
+        let feed = feed.clone();
+        async move {
+            let mut progress = Throttle::new(limits.progress_interval);
+            loop {
+                let due = progress.due_at();
+                let over = tokio::select! {
+                    biased;
+                    _ = &mut ended_rx => true,
+                    _ = feed.changed() => false,
+                    _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => false,
+                };
+                let batch = feed.take();
+                for line in batch.lines {
+                    print_line(&line);
+                }
+                if batch.lines_skipped > 0 {
+                    eprintln!("[ host] {} log lines not shown live (the job logs faster than they print)", batch.lines_skipped);
+                }
+                if let Some(p) = batch.progress {
+                    progress.offer(p);
+                }
+                if let Some(state) = batch.checkpoint {
+                    eprintln!("[checkpoint] {state}");
+                }
+                // When the run is over the latest progress is shown at once.
+                let now = if over { tokio::time::Instant::now() + limits.progress_interval } else { tokio::time::Instant::now() };
+                if let Some(p) = progress.take_due(now) {
+                    eprintln!("[{:>3}%] {}", p.percent, p.message);
+                }
+                if over {
+                    return;
+                }
             }
         }
     });
@@ -115,11 +141,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
         limits: RunLimits { timeout: args.timeout, memory: args.memory },
         config: Arc::new(args.config.into_iter().collect::<BTreeMap<_, _>>()),
-        events: Some(tx),
+        feed: Some(feed),
         ..RunRequest::default()
     };
     let outcome = runtime.run(&job, request).await;
+    let _ = ended.send(());
     let _ = printer.await;
+    // What elihu cut from the run (written when it ended).
+    for line in outcome.logs.iter().filter(|l| l.level == LogLevel::Host) {
+        print_line(line);
+    }
     match outcome.ending {
         Ending::Succeeded { output } => {
             let pretty = serde_json::from_str::<serde_json::Value>(&output)
@@ -136,6 +167,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+fn print_line(line: &LogLine) {
+    match line.level {
+        LogLevel::Stdout | LogLevel::Stderr => eprintln!("[{}] {}", line.level.as_str(), line.message),
+        level => eprintln!("[{:>5}] {}", level.as_str(), line.message),
     }
 }
 

@@ -43,6 +43,57 @@ pub struct FileSettings {
     /// `[schedules.NAME]` tables: created or replaced when `serve` starts.
     #[serde(default)]
     pub schedules: BTreeMap<String, FileSchedule>,
+    /// `[limits]`: the node's bounds on what a guest sends the host.
+    #[serde(default)]
+    pub limits: FileLimits,
+}
+
+/// The `[limits]` table: every key optional, sizes like `64KiB`, durations
+/// like `250ms` (see the README's Limits table for the defaults).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub log_lines: Option<usize>,
+    pub log_bytes: Option<String>,
+    pub log_line: Option<String>,
+    pub message: Option<String>,
+    pub progress_message: Option<String>,
+    pub checkpoint: Option<String>,
+    pub output: Option<String>,
+    pub progress_interval: Option<String>,
+    pub checkpoint_interval: Option<String>,
+}
+
+impl FileLimits {
+    /// `base` with the keys this table sets, each checked.
+    pub fn apply(&self, mut base: elihu::runtime::GuestLimits) -> anyhow::Result<elihu::runtime::GuestLimits> {
+        let size = |key: &str, value: &Option<String>, into: &mut usize| -> anyhow::Result<()> {
+            if let Some(text) = value {
+                let bytes = units::parse_size(text).with_context(|| format!("config file key `limits.{key}`"))?;
+                if bytes == 0 {
+                    bail!("config file key `limits.{key}`: the limit must be more than 0 bytes");
+                }
+                *into = bytes as usize;
+            }
+            Ok(())
+        };
+        size("log_bytes", &self.log_bytes, &mut base.max_log_bytes)?;
+        size("log_line", &self.log_line, &mut base.max_log_line_bytes)?;
+        size("message", &self.message, &mut base.max_message_bytes)?;
+        size("progress_message", &self.progress_message, &mut base.max_progress_message_bytes)?;
+        size("checkpoint", &self.checkpoint, &mut base.max_checkpoint_bytes)?;
+        size("output", &self.output, &mut base.max_output_bytes)?;
+        if let Some(n) = self.log_lines {
+            base.max_log_lines = n;
+        }
+        if let Some(d) = file_duration("limits.progress_interval", &self.progress_interval)? {
+            base.progress_interval = d;
+        }
+        if let Some(d) = file_duration("limits.checkpoint_interval", &self.checkpoint_interval)? {
+            base.checkpoint_interval = d;
+        }
+        Ok(base)
+    }
 }
 
 /// A schedule in the config file.
@@ -141,6 +192,7 @@ pub async fn open_with(
     if let Some(n) = file.max_concurrent_runs {
         runtime.max_concurrent_runs = n;
     }
+    runtime.limits = file.limits.apply(runtime.limits)?;
     let url = db.url(file);
     elihu::Client::open(&url, elihu::ClientOptions { runtime })
         .await

@@ -1,5 +1,5 @@
 //! One run from claim to recorded outcome: load the component, run it in the
-//! sandbox while streaming its events (checkpoints persisted at once), decide
+//! sandbox while its live reports are carried out (see `reports`), decide
 //! what becomes of the job, and write the outcome (retrying the write until
 //! the database takes it or the run turns out to be fenced off).
 
@@ -11,7 +11,8 @@ use tracing::Instrument;
 use crate::client::Client;
 use crate::events::Event;
 use crate::queue::{self, Backoff};
-use crate::runtime::{CancelHandle, Ending, JobInfo, Reason, RunEvent, RunLimits, RunOutcome, RunRequest};
+use crate::runtime::{CancelHandle, Ending, JobInfo, Reason, RunFeed, RunLimits, RunOutcome, RunRequest};
+use super::reports::Reporter;
 use super::writer::OutcomeWriter;
 use crate::store::{Claimed, JobNext, RunEnd, TemplateDefaults};
 
@@ -50,7 +51,8 @@ async fn execute_in_span(
 
     let outcome = match load(client, &digest).await {
         Ok(loaded) => {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let limits = shared.runtime.config().limits;
+            let feed = RunFeed::new(limits.max_streamed_lines);
             let request = RunRequest {
                 context: job.context.clone(),
                 info: JobInfo {
@@ -63,38 +65,21 @@ async fn execute_in_span(
                 limits: RunLimits { timeout: Duration::from_millis(job.timeout_ms), memory: job.memory_bytes },
                 config: Arc::new(config),
                 cancel: cancel.clone(),
-                events: Some(tx),
+                feed: Some(feed.clone()),
             };
-            let forward = {
-                let client = client.clone();
-                let node_id = node_id.to_string();
-                let job_id = job.id;
-                async move {
-                    while let Some(event) = rx.recv().await {
-                        match event {
-                            RunEvent::Log(line) => client.emit(Event::Log { job_id, run_id, line }),
-                            RunEvent::Progress(p) => {
-                                if let Err(e) = client.shared.store.run_progress(run_id, &p).await {
-                                    tracing::warn!(error = %e, "could not save progress");
-                                }
-                                client.emit(Event::Progress { job_id, run_id, percent: p.percent, message: p.message });
-                            }
-                            RunEvent::Checkpoint(state) => {
-                                if let Err(e) = client.shared.store.run_checkpoint(run_id, &node_id, &state).await {
-                                    tracing::warn!(error = %e, "could not save a checkpoint; it is kept with the run's outcome");
-                                }
-                            }
-                        }
-                    }
-                }
+            let reporter = Reporter { client: client.clone(), node_id: node_id.to_string(), job_id: job.id, run_id, feed };
+            let (ended, ended_rx) = tokio::sync::oneshot::channel();
+            let run = async {
+                let outcome = shared.runtime.run(&loaded, request).await;
+                let _ = ended.send(());
+                outcome
             };
-            let (outcome, ()) = tokio::join!(shared.runtime.run(&loaded, request), forward);
+            let (outcome, ()) = tokio::join!(run, reporter.carry(limits, ended_rx));
             outcome
         }
         Err(message) => RunOutcome {
             ending: Ending::Failed { reason: Reason::Error, message },
             logs: Vec::new(),
-            logs_dropped: 0,
             progress: None,
             checkpoint: None,
             duration: Duration::ZERO,

@@ -5,6 +5,7 @@
 
 mod executor;
 mod maintenance;
+mod reports;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};

@@ -7,6 +7,7 @@
 mod artifacts;
 mod cancel;
 mod component;
+mod journal;
 mod outcome;
 mod sandbox;
 
@@ -22,11 +23,12 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use artifacts::Artifact;
 pub use cancel::CancelHandle;
 pub use component::{Digest, LoadError, LoadSource, LoadedJob};
-pub use outcome::{Ending, LogLevel, LogLine, Progress, Reason, RunEvent, RunOutcome, RunResult};
-pub use sandbox::JournalLimits;
+pub use journal::{FeedBatch, GuestLimits, RunFeed, Throttle};
+pub use outcome::{Ending, LogLevel, LogLine, Progress, Reason, RunOutcome, RunResult};
 
 use component::ComponentCache;
-use sandbox::{Interruption, Journal, RunState};
+use journal::Journal;
+use sandbox::{Interruption, RunState};
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -47,8 +49,9 @@ pub struct RuntimeConfig {
     pub max_memory: u64,
     /// Where compiled artifacts are kept between restarts (`None`: in memory only).
     pub artifact_dir: Option<PathBuf>,
-    /// Caps on logs, checkpoints and outputs.
-    pub journal: JournalLimits,
+    /// Every other bound a guest meets: logs, messages, progress,
+    /// checkpoints, output.
+    pub limits: GuestLimits,
 }
 
 impl Default for RuntimeConfig {
@@ -58,7 +61,7 @@ impl Default for RuntimeConfig {
             max_concurrent_runs: 256,
             max_memory: 1 << 30,
             artifact_dir: None,
-            journal: JournalLimits::default(),
+            limits: GuestLimits::default(),
         }
     }
 }
@@ -114,8 +117,9 @@ pub struct RunRequest {
     pub config: Arc<BTreeMap<String, String>>,
     /// Interrupts the run when cancelled.
     pub cancel: CancelHandle,
-    /// Receives logs, progress and checkpoints as they happen.
-    pub events: Option<tokio::sync::mpsc::UnboundedSender<RunEvent>>,
+    /// Receives logs, progress and checkpoints as they happen, in bounded
+    /// memory (see [`RunFeed`]).
+    pub feed: Option<Arc<RunFeed>>,
 }
 
 /// The sandboxed runtime. Cheap to share (`Arc`); one per process is plenty.
@@ -237,7 +241,7 @@ impl Runtime {
         let started = Instant::now();
         let deadline = started + request.limits.timeout;
         let memory_cap = request.limits.memory.min(self.config.max_memory) as usize;
-        let journal = Arc::new(Mutex::new(Journal::new(started, self.config.journal, request.events.clone())));
+        let journal = Arc::new(Mutex::new(Journal::new(started, self.config.limits, request.feed.clone())));
         let mut store = Store::new(&self.engine, RunState::new(journal.clone(), memory_cap, request.config.clone()));
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
@@ -287,12 +291,14 @@ impl Runtime {
         };
         let ending = self.classify(&mut store, finished, &request, deadline);
         let mut journal = journal.lock().unwrap();
+        let ending = match refine_trap(ending, &journal) {
+            Ending::Failed { reason, message } => Ending::Failed { reason, message: journal.bound_message(message) },
+            succeeded => succeeded,
+        };
         journal.finish();
-        let ending = refine_trap(ending, &journal);
         RunOutcome {
             ending,
             logs: std::mem::take(&mut journal.lines),
-            logs_dropped: journal.dropped,
             progress: journal.progress.take(),
             checkpoint: journal.checkpoint.take(),
             duration: started.elapsed(),
@@ -314,11 +320,15 @@ impl Runtime {
             None if request.cancel.is_cancelled() => cancelled(),
             None => Ending::Failed { reason: Reason::Timeout, message: timeout_message() },
             Some(Ok(Ok(output))) => {
-                let max = self.config.journal.max_output_bytes;
+                let max = self.config.limits.max_output_bytes;
                 if output.len() > max {
                     Ending::Failed {
                         reason: Reason::Error,
-                        message: format!("the output is {} bytes; the limit is {max} bytes", output.len()),
+                        message: format!(
+                            "the output is {}; the limit is {}",
+                            crate::units::format_size_human(output.len()),
+                            crate::units::format_size_human(max)
+                        ),
                     }
                 } else {
                     Ending::Succeeded { output }

@@ -113,6 +113,9 @@ pub enum LogLevel {
     Stdout,
     /// A line the guest wrote to stderr (panic messages land here).
     Stderr,
+    /// A line elihu wrote about the run (what was cut, what was refused);
+    /// a guest cannot write at this level.
+    Host,
 }
 
 impl LogLevel {
@@ -126,6 +129,7 @@ impl LogLevel {
             LogLevel::Error => "error",
             LogLevel::Stdout => "stdout",
             LogLevel::Stderr => "stderr",
+            LogLevel::Host => "host",
         }
     }
 }
@@ -150,26 +154,14 @@ pub struct Progress {
     pub message: String,
 }
 
-/// Something a run did while it ran, streamed to whoever watches it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunEvent {
-    /// A log line (also kept in [`RunOutcome::logs`]).
-    Log(LogLine),
-    /// A progress report.
-    Progress(Progress),
-    /// A checkpoint was saved; persist it now so that a crash does not lose it.
-    Checkpoint(String),
-}
-
 /// Everything a finished run leaves behind.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
     /// How it ended.
     pub ending: Ending,
-    /// Its log (host logs, stdout and stderr), capped; see [`RunOutcome::logs_dropped`].
+    /// Its log (the job's lines, stdout and stderr within the caps, then a
+    /// `host` line for every cut the run met).
     pub logs: Vec<LogLine>,
-    /// How many log lines were dropped past the cap.
-    pub logs_dropped: u64,
     /// The last progress it reported.
     pub progress: Option<Progress>,
     /// The last checkpoint it saved.
