@@ -316,6 +316,13 @@ impl Runtime {
             || format!("the run passed its timeout of {}", crate::units::format_duration(request.limits.timeout));
         let cancelled = || Ending::Failed { reason: Reason::Cancelled, message: "the run was cancelled".into() };
         let state = store.data();
+        let memory_message = |wanted: usize| {
+            format!(
+                "the run hit its memory limit of {} (it tried to grow its memory to {})",
+                crate::units::format_size(request.limits.memory.min(self.config.max_memory)),
+                crate::units::format_size(wanted as u64)
+            )
+        };
         match finished {
             None if request.cancel.is_cancelled() => cancelled(),
             None => Ending::Failed { reason: Reason::Timeout, message: timeout_message() },
@@ -334,7 +341,15 @@ impl Runtime {
                     Ending::Succeeded { output }
                 }
             }
-            Some(Ok(Err(message))) => Ending::Failed { reason: Reason::Error, message },
+            // A guest whose runtime turns a refused allocation into an
+            // exception (JavaScript, Python) returns an error: still `memory`.
+            Some(Ok(Err(message))) => match state.limiter.refused {
+                Some(wanted) => Ending::Failed {
+                    reason: Reason::Memory,
+                    message: format!("{}; the job then failed with: {message}", memory_message(wanted)),
+                },
+                None => Ending::Failed { reason: Reason::Error, message },
+            },
             Some(Err(Failure::Instantiate(error))) if state.limiter.refused.is_none() => Ending::Failed {
                 reason: Reason::Error,
                 message: format!("the sandbox could not start the job: {error:#}"),
@@ -346,14 +361,7 @@ impl Runtime {
                     Ending::Failed { reason: Reason::Timeout, message: timeout_message() }
                 }
                 None => match state.limiter.refused {
-                    Some(wanted) => Ending::Failed {
-                        reason: Reason::Memory,
-                        message: format!(
-                            "the run hit its memory limit of {} (it tried to grow its memory to {})",
-                            crate::units::format_size(request.limits.memory.min(self.config.max_memory)),
-                            crate::units::format_size(wanted as u64)
-                        ),
-                    },
+                    Some(wanted) => Ending::Failed { reason: Reason::Memory, message: memory_message(wanted) },
                     None => match error.downcast_ref::<Trap>() {
                         Some(trap) => Ending::Failed { reason: Reason::Trap, message: trap.to_string() },
                         None => Ending::Failed {
