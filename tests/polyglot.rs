@@ -165,6 +165,32 @@ async fn progress_and_checkpoint_resume_on_the_next_attempt(lang: Lang) {
     assert_eq!(second.checkpoint.as_deref(), Some(r#"{"done":4}"#));
 }
 
+/// As many runs of a big component as the runtime is sized for can be live
+/// at once (here all of them spin until their timeout): the pool has room
+/// for a Python component's 14 core instances per run, not only a Rust one's 3.
+async fn a_full_runtime_of_big_components_starts_every_run(lang: Lang) {
+    let bytes = compiled(lang, "behaviours");
+    let runs = 6;
+    let rt = elihu::runtime::Runtime::new(elihu::runtime::RuntimeConfig {
+        max_concurrent_runs: runs,
+        artifact_dir: Some(crate::support::artifact_dir().to_path_buf()),
+        ..elihu::runtime::RuntimeConfig::default()
+    })
+    .unwrap();
+    let rt = Arc::new(rt);
+    let job = rt.load(&bytes).unwrap();
+    let mut all = tokio::task::JoinSet::new();
+    for _ in 0..runs {
+        let (rt, job) = (rt.clone(), job.clone());
+        let mut req = request("behaviours", json!({"mode": "spin"}), 1, None);
+        req.limits = timeout(Duration::from_millis(500));
+        all.spawn(async move { rt.run(&job, req).await });
+    }
+    for outcome in all.join_all().await {
+        assert_eq!(failure(&outcome), (Reason::Timeout, "the run passed its timeout of 500ms".into()));
+    }
+}
+
 /// Pushes an example as template `name` with `config`.
 async fn push(client: &elihu::Client, lang: Lang, name: &str, defaults: TemplateDefaults, config: &[(&str, &str)]) {
     let bytes = compiled(lang, if name == "hello" { "hello" } else { "behaviours" });
@@ -269,6 +295,7 @@ in_both_languages!(
     an_endless_loop_times_out,
     a_memory_bomb_ends_as_memory,
     progress_and_checkpoint_resume_on_the_next_attempt,
+    a_full_runtime_of_big_components_starts_every_run,
     behaviours_through_a_node,
 );
 

@@ -185,7 +185,8 @@ pub fn check_toolchain(lang: Lang) {
     static PYTHON: OnceLock<()> = OnceLock::new();
     match lang {
         Lang::Js => JS.get_or_init(|| {
-            let install = "install Node.js 20 or later with npm (Debian: `apt-get install nodejs npm`; .ci/run does this)";
+            let install = "install Node.js 20 or later with npm (`apt-get install nodejs` from a NodeSource repository: \
+                           Debian 12's own nodejs is 18, too old for componentize-js; .ci/run installs it when missing)";
             let major = version_of("node", &["--version"], install)
                 .trim_start_matches('v')
                 .split('.')

@@ -38,6 +38,10 @@ pub(crate) mod bindings {
     });
 }
 
+/// Core instances the pool holds per run in flight: a Python component
+/// (componentize-py) instantiates 14; a single component may use twice this.
+const CORE_INSTANCES_PER_RUN: u32 = 16;
+
 /// How the runtime is set up. `Default` suits one node on a small machine.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -141,28 +145,34 @@ impl Runtime {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let runs = config.max_concurrent_runs.max(1);
+        // Sized for every run in flight being a big guest: a JavaScript job
+        // (componentize-js, ~12 MiB) has 4 core instances, a Python one
+        // (componentize-py, ~18 MiB) 14, each with 1 memory, 2 tables and up
+        // to 10,600 functions in one module; a Rust job has 3. Totals only
+        // reserve address space; a slot's pages are committed when used.
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(runs)
-            .total_core_instances(runs * 8)
+            .total_core_instances(runs * CORE_INSTANCES_PER_RUN)
             .total_memories(runs * 2)
             .total_tables(runs * 4)
             .total_stacks(runs)
-            .max_core_instances_per_component(16)
+            .max_core_instances_per_component(2 * CORE_INSTANCES_PER_RUN)
             .max_memories_per_component(4)
             .max_tables_per_component(16)
+            .max_core_instance_size(2 << 20)
+            .table_elements(1 << 16)
             .max_memory_size(config.max_memory as usize)
             .max_unused_warm_slots(runs.min(64))
             // Between runs a slot is reset in place rather than unmapped and
             // faulted in again: PAGEMAP_SCAN (Linux 6.7+) finds the pages the
             // last run dirtied and only those are restored, up to these sizes
             // (a Rust guest's 1 MiB stack, its data and a small heap fit).
-            .pagemap_scan(if std::env::var("XPM").is_ok() { wasmtime::Enabled::No } else { wasmtime::Enabled::Auto })
-            .linear_memory_keep_resident(std::env::var("XKR").ok().and_then(|v| v.parse().ok()).unwrap_or(4usize) << 20)
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(4 << 20)
             .table_keep_resident(64 << 10)
             .async_stack_keep_resident(256 << 10);
 
         let mut wasm = Config::new();
-        if std::env::var("XNOCOW").is_ok() { wasm.memory_init_cow(false); }
         wasm.epoch_interruption(true)
             .wasm_component_model(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
