@@ -21,7 +21,9 @@ use crate::support::{config, failure, output, runtime, timeout};
 /// An example's bytes, compiled once per test process by the shared runtime
 /// (its artifact then serves every other runtime of the process).
 fn compiled(lang: Lang, name: &'static str) -> Arc<Vec<u8>> {
-    static DONE: OnceLock<Mutex<BTreeMap<(&'static str, &'static str), Arc<OnceLock<Arc<Vec<u8>>>>>>> = OnceLock::new();
+    /// An example's bytes, once compiled.
+    type Once = Arc<OnceLock<Arc<Vec<u8>>>>;
+    static DONE: OnceLock<Mutex<BTreeMap<(&'static str, &'static str), Once>>> = OnceLock::new();
     let cell = DONE.get_or_init(Default::default).lock().unwrap().entry((lang.dir(), name)).or_default().clone();
     cell.get_or_init(|| {
         let bytes = example_bytes(lang, name);

@@ -121,7 +121,7 @@ mod tests {
         write(&dir.path().join(file_name(&b, "older")), b"1").unwrap();
         std::fs::write(dir.path().join("README"), b"not an artifact").unwrap();
         let mut listed = list(dir.path(), "current").unwrap();
-        listed.sort_by(|x, y| x.bytes.cmp(&y.bytes));
+        listed.sort_by_key(|a| a.bytes);
         let seen: Vec<(&Digest, u64, bool)> = listed.iter().map(|a| (&a.digest, a.bytes, a.current)).collect();
         assert_eq!(seen, [(&b, 1, false), (&a, 5, true)]);
         assert!(list(&dir.path().join("missing"), "current").unwrap().is_empty());
