@@ -152,9 +152,7 @@ fn build(lang: Lang) -> PathBuf {
             run_ok(Command::new("npm").args(["run", "build"]).current_dir(&examples), "npm run build");
         }
         Lang::Python => {
-            // One virtualenv per requirements file, shared by source changes.
-            let requirements = std::fs::read(repo().join("guest-sdk/python/requirements.txt")).unwrap();
-            let venv = cache.join(format!("python-venv-{}", Digest::of(&requirements).short()));
+            let venv = python_venv(&cache);
             run_ok(
                 Command::new("python3").arg("build.py").arg("--venv").arg(&venv).current_dir(&examples),
                 "python3 build.py",
@@ -162,7 +160,25 @@ fn build(lang: Lang) -> PathBuf {
         }
     }
     std::fs::write(&done, b"").unwrap();
+    // Builds of earlier sources (each holds its own node_modules or venv) go.
+    let keep: Vec<PathBuf> = match lang {
+        Lang::Js => vec![dir.clone()],
+        Lang::Python => vec![dir.clone(), python_venv(&cache)],
+    };
+    for entry in std::fs::read_dir(&cache).unwrap().flatten() {
+        let stale = entry.file_name().to_string_lossy().starts_with(&format!("{}-", lang.dir()));
+        if stale && entry.path().is_dir() && !keep.contains(&entry.path()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     dir
+}
+
+/// The virtualenv the Python build installs into: one per requirements
+/// file, shared by changes of the sources.
+fn python_venv(cache: &Path) -> PathBuf {
+    let requirements = std::fs::read(repo().join("guest-sdk/python/requirements.txt")).unwrap();
+    cache.join(format!("python-venv-{}", Digest::of(&requirements).short()))
 }
 
 /// Runs a build command, failing the test with its output when it fails.
