@@ -26,11 +26,13 @@ macro_rules! on_both_backends {
 mod support;
 
 mod api;
+mod authoring;
 mod cli_node;
 mod cli_run;
 mod hostile;
 mod loading;
 mod multinode;
+mod polyglot;
 mod queue;
 mod runtime;
 mod schedules;
