@@ -209,14 +209,14 @@ async fn bench_measures_with_its_own_data_only() {
     let out = elihu(&db, &["bench", "-n", "300", "--batch-size", "100", "--concurrency", "8"]);
     let stdout = ok(&out);
     assert!(stdout.starts_with("burn-down: 300 no-op wasm jobs in "), "{stdout}");
-    assert!(text(&out.stderr).contains("removed its own earlier data (0 jobs, 0 runs of templates elihu-bench-noop and elihu-bench-http)"));
+    assert!(text(&out.stderr).contains("removed its own earlier data (0 jobs, 0 runs of templates elihu-bench-noop, elihu-bench-job and elihu-bench-http)"));
     let out = elihu(&db, &["bench", "--duration", "1s", "--rate", "50", "--concurrency", "4"]);
     let stdout = ok(&out);
     assert!(stdout.starts_with("continuous: ") && stdout.contains("enqueue-to-start p50"), "{stdout}");
-    assert!(text(&out.stderr).contains("(0 jobs, 300 runs of templates elihu-bench-noop and elihu-bench-http)"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("(0 jobs, 300 runs of templates elihu-bench-noop, elihu-bench-job and elihu-bench-http)"), "{}", text(&out.stderr));
     // With --http each job makes one granted call to the bench's own server.
     let stdout = ok(&elihu(&db, &["bench", "-n", "40", "--batch-size", "10", "--concurrency", "4", "--http"]));
-    assert!(stdout.starts_with("burn-down: 40 wasm jobs of one HTTP call each in "), "{stdout}");
+    assert!(stdout.starts_with("burn-down: 40 one-HTTP-call wasm jobs in "), "{stdout}");
     let client = db.client().await;
     let runs = client.run_list(&RunFilter { template: Some("elihu-bench-http".into()), ..RunFilter::default() }).await.unwrap();
     assert_eq!(runs.len(), 40);

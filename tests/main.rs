@@ -26,6 +26,7 @@ macro_rules! on_both_backends {
 mod support;
 
 mod api;
+mod authoring;
 mod cli_node;
 mod cli_run;
 mod hostile;
@@ -33,6 +34,7 @@ mod loading;
 mod multinode;
 mod outbound;
 mod outbound_node;
+mod polyglot;
 mod queue;
 mod runtime;
 mod schedules;

@@ -10,6 +10,7 @@ use elihu::runtime::{Capabilities, JobInfo, LoadedJob, RunLimits, RunOutcome, Ru
 use serde_json::Value;
 
 pub mod node;
+pub mod polyglot;
 pub mod postgres;
 pub mod process;
 pub mod servers;

@@ -1,13 +1,15 @@
 //! `elihu bench`: throughput and latency of this node on a database, with
-//! no-op wasm jobs (each in a fresh sandbox). Burn-down: enqueue N, work them
-//! all, report jobs per second. Continuous: enqueue at a fixed rate for a
-//! while, report enqueue-to-start latency percentiles. Peak memory either way.
-//! With `--http` each job makes one HTTP call instead (the `fetch` example,
-//! granted a server this command runs on 127.0.0.1). It touches only its own
-//! data: the templates `elihu-bench-noop` and `elihu-bench-http` on the queue
-//! `elihu-bench`.
+//! no-op wasm jobs (each in a fresh sandbox), a job component of your own
+//! (`--job FILE.wasm`, e.g. the JavaScript or Python hello example), or jobs
+//! of one HTTP call each (`--http`: the `fetch` example, granted a server this
+//! command runs on 127.0.0.1). Burn-down: enqueue N, work them all, report
+//! jobs per second. Continuous: enqueue at a fixed rate for a while, report
+//! enqueue-to-start latency percentiles. Peak memory either way. It touches
+//! only its own data: the templates `elihu-bench-noop`, `elihu-bench-job` and
+//! `elihu-bench-http` on the queue `elihu-bench`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,8 +26,11 @@ use elihu::{Enqueue, Event, units};
 
 use super::settings::{DbArgs, open_with};
 
-const NOOP: &str = "elihu-bench-noop";
-const HTTP: &str = "elihu-bench-http";
+/// The template of the carried no-op job, of a `--job` component and of the
+/// `--http` jobs.
+const NOOP_TEMPLATE: &str = "elihu-bench-noop";
+const JOB_TEMPLATE: &str = "elihu-bench-job";
+const HTTP_TEMPLATE: &str = "elihu-bench-http";
 const QUEUE: &str = "elihu-bench";
 
 /// Arguments of `elihu bench`.
@@ -48,9 +53,17 @@ pub struct BenchArgs {
     /// Runs in flight at once on this node.
     #[arg(long, default_value_t = 1000)]
     concurrency: u32,
+    /// The job component to run instead of the carried no-op job (for
+    /// example `example-jobs/js/dist/hello.wasm`; use a small `--concurrency`
+    /// for big components: each run in flight holds its own heap).
+    #[arg(long, value_name = "FILE.wasm")]
+    job: Option<PathBuf>,
+    /// The context of every job.
+    #[arg(long, default_value = "{}")]
+    context: String,
     /// Each job makes one HTTP GET to a server on 127.0.0.1 that this
     /// command runs (the cost of a granted outbound call).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["job", "context"])]
     http: bool,
 }
 
@@ -93,35 +106,44 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.jobs.is_none() && args.duration.is_none() {
         bail!("give -n COUNT (burn-down) or --duration D (continuous at --rate)");
     }
+    let mut context = elihu::schema::parse_json("the context", &args.context)?;
+    let mut settings = TemplateSettings::default();
+    let (template, what, wasm) = match &args.job {
+        Some(path) => {
+            let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            (JOB_TEMPLATE, format!("{} wasm", path.display()), wasm)
+        }
+        None if args.http => {
+            let origin = format!("http://{}", local_server().await?);
+            settings.grants.allowed_hosts = vec![elihu::grants::AllowedHost::parse(&origin)?];
+            context = json!({"url": format!("{origin}/hook")});
+            let fetch = elihu::examples::get("fetch").expect("elihu carries the fetch example");
+            (HTTP_TEMPLATE, "one-HTTP-call wasm".to_string(), fetch.wasm.to_vec())
+        }
+        None => {
+            let noop = elihu::examples::get("noop").expect("elihu carries the noop example");
+            (NOOP_TEMPLATE, "no-op wasm".to_string(), noop.wasm.to_vec())
+        }
+    };
     let file = args.db.file()?;
     let runtime = RuntimeConfig { max_concurrent_runs: args.concurrency + 16, ..RuntimeConfig::default() };
     let client = open_with(&args.db, &file, runtime).await?;
-    let mut removed = (0, 0);
-    for template in [NOOP, HTTP] {
-        let (jobs, runs) = client.store().template_purge(template).await?;
-        removed = (removed.0 + jobs, removed.1 + runs);
+    let (mut jobs, mut runs) = (0, 0);
+    for name in [NOOP_TEMPLATE, JOB_TEMPLATE, HTTP_TEMPLATE] {
+        let (j, r) = client.store().template_purge(name).await?;
+        (jobs, runs) = (jobs + j, runs + r);
     }
     eprintln!(
-        "elihu bench on {}: removed its own earlier data ({} jobs, {} runs of templates {NOOP} and {HTTP}); nothing else is touched",
-        args.db.url(&file),
-        removed.0,
-        removed.1
+        "elihu bench on {}: removed its own earlier data ({jobs} jobs, {runs} runs of templates {NOOP_TEMPLATE}, {JOB_TEMPLATE} and {HTTP_TEMPLATE}); nothing else is touched",
+        args.db.url(&file)
     );
     let defaults = TemplateDefaults { queue: QUEUE.into(), max_attempts: 1, ..TemplateDefaults::default() };
-    let (template, example, context, settings, what) = if args.http {
-        let addr = local_server().await?;
-        let origin = format!("http://{addr}");
-        let grants = elihu::grants::Grants { allowed_hosts: vec![elihu::grants::AllowedHost::parse(&origin)?], ..Default::default() };
-        let settings = TemplateSettings { grants, ..TemplateSettings::default() };
-        (HTTP, "fetch", json!({"url": format!("{origin}/hook")}), settings, "wasm jobs of one HTTP call each")
-    } else {
-        (NOOP, "noop", json!({}), TemplateSettings::default(), "no-op wasm jobs")
-    };
-    let component = elihu::examples::get(example).expect("elihu carries its example jobs");
+    let loaded = Instant::now();
     client
-        .template_push(template, component.wasm, &json!({"type": "object"}), &defaults, &settings)
+        .template_push(template, &wasm, &json!({"type": "object"}), &defaults, &settings)
         .await
         .context("pushing the bench template")?;
+    eprintln!("pushed {what} as template {template} in {:.2} s", loaded.elapsed().as_secs_f64());
     let config = NodeConfig {
         queues: BTreeMap::from([(QUEUE.to_string(), args.concurrency)]),
         prune_after: None,
@@ -178,7 +200,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         node.shutdown().await;
         let (rss, peak) = memory();
         println!(
-            "burn-down: {total} {what} in {:.2} s = {:.0} jobs/s (RSS {}, peak {}{})",
+            "burn-down: {total} {what} jobs in {:.2} s = {:.0} jobs/s (RSS {}, peak {}{})",
             took.as_secs_f64(),
             total as f64 / took.as_secs_f64(),
             mib(rss),

@@ -14,7 +14,7 @@ use elihu::secrets::SecretsKey;
 use elihu::units;
 
 /// Where the database is; every database command takes it.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct DbArgs {
     /// The database: an SQLite file path or `sqlite://PATH` [default: ./elihu.db]
     #[arg(long, env = "ELIHU_DATABASE_URL", global = true)]
@@ -192,14 +192,15 @@ pub fn file_duration(key: &str, value: &Option<String>) -> anyhow::Result<Option
         .transpose()
 }
 
-/// Where compiled artifacts are kept: `cache_dir`, else `$XDG_CACHE_HOME/elihu`
-/// or `~/.cache/elihu`, else the temp dir.
+/// Where compiled artifacts are kept: `ELIHU_CACHE_DIR`, else the config
+/// file's `cache_dir`, else `$XDG_CACHE_HOME/elihu` or `~/.cache/elihu`, else
+/// the temp dir.
 pub fn cache_dir(file: &FileSettings) -> PathBuf {
-    if let Some(dir) = &file.cache_dir {
-        return dir.clone();
-    }
     if let Ok(dir) = std::env::var("ELIHU_CACHE_DIR") {
         return PathBuf::from(dir);
+    }
+    if let Some(dir) = &file.cache_dir {
+        return dir.clone();
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)

@@ -1,0 +1,30 @@
+/// <reference path="./elihu-job-types.d.ts" />
+declare module 'elihu:job/host@0.1.0' {
+  /**
+   * Appends a line to the run's log. Logs are stored with the run (capped
+   * per run; lines past the cap are dropped and the log says so) and shown
+   * live by `elihu run` and `elihu enqueue --wait`.
+   */
+  export function log(level: Level, message: string): void;
+  /**
+   * Reports how far the run has come. `percent` is clamped to 0..=100; the
+   * latest report is stored with the run and streamed to watchers.
+   */
+  export function progress(percent: number, message: string): void;
+  /**
+   * Saves `state` (any string, typically JSON) as this job's checkpoint.
+   * The latest checkpoint is stored with the run and handed to the next
+   * attempt of the same job in `job-info.checkpoint`, so a job that fails
+   * halfway can resume instead of starting over. Each call replaces the
+   * previous checkpoint.
+   */
+  export function checkpoint(state: string): void;
+  /**
+   * Returns the configuration value named `key` that the job's template
+   * sets, or `none` when the template has no such value. Configuration is
+   * how a template hands a job settings that do not belong in every
+   * context (an endpoint, a mode, a limit).
+   */
+  export function config(key: string): string | undefined;
+  export type Level = import('elihu:job/types@0.1.0').Level;
+}
