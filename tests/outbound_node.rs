@@ -25,14 +25,14 @@ use crate::support::artifact_dir;
 use crate::support::node::*;
 use crate::support::servers::{LineServer, TestServer};
 
-const TOKEN: &str = "tok-0f3a9c2e71b84d55";
+pub(crate) const TOKEN: &str = "tok-0f3a9c2e71b84d55";
 
 /// A node on a fresh database of `backend`, its client holding `key` and
 /// trusting `ca_file` for outbound HTTPS.
-struct Outbound {
+pub(crate) struct Outbound {
     db: TestDb,
-    client: Client,
-    node: Node,
+    pub(crate) client: Client,
+    pub(crate) node: Node,
     events: broadcast::Receiver<Event>,
 }
 
@@ -50,7 +50,7 @@ async fn client_on(db: &TestDb, ca_file: Option<&Path>, key: Option<SecretsKey>)
 }
 
 impl Outbound {
-    async fn start(backend: Backend, ca_file: Option<&Path>) -> Outbound {
+    pub(crate) async fn start(backend: Backend, ca_file: Option<&Path>) -> Outbound {
         let db = TestDb::on(backend).await;
         let client = client_on(&db, ca_file, Some(SecretsKey::generate())).await;
         let node = start(&client, &[("default", 4)]).await;
@@ -62,12 +62,17 @@ impl Outbound {
     async fn push(&self, name: &str, example: &str, timeout_ms: u64, settings: TemplateSettings) {
         let job = elihu::examples::get(example).unwrap();
         let schema = serde_json::from_str(job.schema.unwrap()).unwrap();
+        self.push_wasm(name, job.wasm, &schema, timeout_ms, settings).await;
+    }
+
+    /// Pushes the component `wasm` as template `name` (one attempt per job).
+    pub(crate) async fn push_wasm(&self, name: &str, wasm: &[u8], schema: &Value, timeout_ms: u64, settings: TemplateSettings) {
         let defaults = TemplateDefaults { max_attempts: 1, timeout_ms, ..TemplateDefaults::default() };
-        self.client.template_push(name, job.wasm, &schema, &defaults, &settings).await.expect("template push");
+        self.client.template_push(name, wasm, schema, &defaults, &settings).await.expect("template push");
     }
 
     /// Enqueues and waits for the job's end; its one run.
-    async fn run(&mut self, request: Enqueue) -> Run {
+    pub(crate) async fn run(&mut self, request: Enqueue) -> Run {
         let id = self.client.enqueue(request).await.expect("enqueued").id();
         final_event(&mut self.events, id).await;
         self.only_run(id).await
@@ -80,7 +85,7 @@ impl Outbound {
     }
 }
 
-fn settings(hosts: &[&str]) -> TemplateSettings {
+pub(crate) fn settings(hosts: &[&str]) -> TemplateSettings {
     let allowed_hosts = hosts.iter().map(|h| AllowedHost::parse(h).unwrap()).collect();
     TemplateSettings { grants: Grants { allowed_hosts, ..Grants::default() }, ..TemplateSettings::default() }
 }
@@ -95,20 +100,20 @@ fn webhook_settings(server: &TestServer) -> TemplateSettings {
 }
 
 /// (method, target, status, refused, bytes sent, bytes received) of each call.
-fn rows(run: &Run) -> Vec<(String, String, Option<u16>, bool, Option<u64>, Option<u64>)> {
+pub(crate) fn rows(run: &Run) -> Vec<(String, String, Option<u16>, bool, Option<u64>, Option<u64>)> {
     run.calls.iter().map(|c: &Call| (c.method.clone(), c.target.clone(), c.status, c.denied.is_some(), c.bytes_sent, c.bytes_received)).collect()
 }
 
-fn host_lines(run: &Run) -> Vec<&str> {
+pub(crate) fn host_lines(run: &Run) -> Vec<&str> {
     run.logs.iter().filter(|l| l.level == LogLevel::Host).map(|l| l.message.as_str()).collect()
 }
 
-fn failed(run: &Run) -> (Reason, &str) {
+pub(crate) fn failed(run: &Run) -> (Reason, &str) {
     assert_eq!(run.result, Some(RunResult::Failed), "{run:?}");
     (run.reason.unwrap(), run.message.as_deref().unwrap())
 }
 
-fn output(run: &Run) -> Value {
+pub(crate) fn output(run: &Run) -> Value {
     assert_eq!(run.result, Some(RunResult::Succeeded), "{run:?}");
     serde_json::from_str(run.output.as_deref().unwrap()).unwrap()
 }

@@ -15,8 +15,10 @@ use elihu::store::{RunFilter, TemplateDefaults, TemplateSettings};
 use elihu::{ClientError, Enqueue, Event};
 use serde_json::{Value, json};
 
-use crate::support::node::{TestDb, defaults, final_event, next_event, start};
+use crate::outbound_node::{Outbound, TOKEN, failed, host_lines, output as outbound_output, rows, settings};
+use crate::support::node::{Backend, TestDb, defaults, final_event, next_event, start};
 use crate::support::polyglot::{Lang, example_bytes, example_schema, repo, run_ok};
+use crate::support::servers::TestServer;
 use crate::support::{config, failure, output, runtime, timeout};
 
 /// An example's bytes, compiled once per test process by the shared runtime
@@ -302,13 +304,82 @@ in_both_languages!(
     behaviours_through_a_node,
 );
 
+/// The JavaScript and Python `webhook` examples through a node: `fetch` /
+/// `elihu_guest.http` reach the granted server on 127.0.0.1 with the bearer
+/// token the job read with `secret`, and the audit has the call exactly; on
+/// a template without the grant the call is refused, the server sees
+/// nothing and the run's log names the URL; the token is stored nowhere in
+/// the run.
+async fn a_webhook_sends_its_secret_to_a_granted_server_only(lang: Lang, backend: Backend) {
+    let server = TestServer::http().await;
+    let mut o = Outbound::start(backend, None).await;
+    o.client.secret_set("hook_token", TOKEN.as_bytes()).await.unwrap();
+    let wasm = compiled(lang, "webhook");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(example_schema(lang, "webhook")).unwrap()).unwrap();
+    let mut granted = settings(&[&server.origin()]);
+    granted.grants.secrets.push("hook_token".into());
+    granted.config.insert("url".into(), server.url("/hook"));
+    granted.config.insert("token_secret".into(), "hook_token".into());
+    o.push_wasm("hook", &wasm, &schema, 30_000, granted).await;
+    let mut ungranted = TemplateSettings::default();
+    ungranted.config.insert("url".into(), server.url("/hook"));
+    o.push_wasm("hook-ungranted", &wasm, &schema, 30_000, ungranted).await;
+    let context = json!({"order": 42});
+    let sent = context.to_string().len() as u64;
+
+    let run = o.run(Enqueue::new("hook", context.clone())).await;
+    assert_eq!(outbound_output(&run), json!({"status": 200}), "{lang:?} {run:?}");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].authorization.as_deref(), Some(format!("Bearer {TOKEN}").as_str()));
+    assert_eq!(serde_json::from_slice::<Value>(&seen[0].body).unwrap(), context);
+    assert_eq!(rows(&run), [("POST".into(), server.url("/hook"), Some(200), false, Some(sent), Some(11))]);
+    assert!(!format!("{run:?}").contains(TOKEN), "the token is stored nowhere in the run");
+
+    let run = o.run(Enqueue::new("hook-ungranted", context)).await;
+    let (reason, _) = failed(&run);
+    assert_eq!(reason, elihu::model::Reason::Error, "{run:?}");
+    assert_eq!(server.seen().len(), 1, "the server saw nothing more");
+    assert_eq!(
+        host_lines(&run),
+        [format!("outbound POST {} refused: template \"hook-ungranted\" grants no such host (allowed: none)", server.url("/hook")).as_str()]
+    );
+    assert_eq!(rows(&run), [("POST".into(), server.url("/hook"), None, true, None, None)]);
+    o.node.shutdown().await;
+}
+
+mod a_webhook_sends_its_secret_to_a_granted_server_only {
+    use super::Lang;
+    use crate::support::node::Backend;
+
+    #[tokio::test]
+    async fn js_sqlite() {
+        super::a_webhook_sends_its_secret_to_a_granted_server_only(Lang::Js, Backend::Sqlite).await
+    }
+
+    #[tokio::test]
+    async fn js_postgres() {
+        super::a_webhook_sends_its_secret_to_a_granted_server_only(Lang::Js, Backend::Postgres).await
+    }
+
+    #[tokio::test]
+    async fn python_sqlite() {
+        super::a_webhook_sends_its_secret_to_a_granted_server_only(Lang::Python, Backend::Sqlite).await
+    }
+
+    #[tokio::test]
+    async fn python_postgres() {
+        super::a_webhook_sends_its_secret_to_a_granted_server_only(Lang::Python, Backend::Postgres).await
+    }
+}
+
 /// The SDKs carry copies of `wit/job.wit` (a package builds against its own
 /// copy) and the JavaScript SDK the TypeScript declarations `jco
 /// guest-types` generates from it: all in step with the original.
 #[test]
 fn the_sdks_copies_of_the_world_are_current() {
     let wit = std::fs::read_to_string(repo().join("wit/job.wit")).unwrap();
-    for copy in ["guest-sdk/js/wit/job.wit", "guest-sdk/python/elihu_guest/wit/job.wit"] {
+    for copy in ["guest-sdk/js/wit/job.wit", "guest-sdk/python/elihu_guest/wit/deps/elihu-job/job.wit"] {
         assert!(std::fs::read_to_string(repo().join(copy)).unwrap() == wit, "{copy} differs from wit/job.wit: copy it over");
     }
     // jco from the JavaScript examples' install, as `npm run types` runs it.

@@ -12,7 +12,7 @@ sys.path.insert(0, str(HERE.parent.parent / "guest-sdk" / "python"))
 
 from elihu_guest.build import main  # noqa: E402
 
-EXAMPLES = ["hello", "csvstats", "behaviours"]
+EXAMPLES = ["hello", "csvstats", "behaviours", "webhook"]
 
 if __name__ == "__main__":
     args = [str(HERE / name / "app.py") for name in EXAMPLES] + ["--out-dir", str(HERE / "dist"), "--venv", str(HERE / ".venv")] + sys.argv[1:]

@@ -7,8 +7,9 @@
 // Each entry module (which exports `run = job(...)`) is bundled with its
 // imports by esbuild, then componentize-js embeds it in the SpiderMonkey
 // engine and snapshots it (nothing is downloaded: no AOT). The WIT world is
-// the one this package carries (wit/job.wit). WASI HTTP stays disabled until
-// elihu grants outbound HTTP.
+// the one this package carries (wit/job.wit). The engine's `fetch` goes out
+// through wasi:http, which elihu lets reach only the hosts a job's template
+// grants.
 
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -20,8 +21,9 @@ import * as esbuild from "esbuild";
 
 const WIT = join(dirname(fileURLToPath(import.meta.url)), "wit");
 const WORLD = "job";
-// The features of the JS engine the job world does not offer.
-const DISABLED = ["http", "fetch-event"];
+// The features of the JS engine the job world does not offer: a job serves
+// no HTTP requests (it may send them: `fetch`).
+const DISABLED = ["fetch-event"];
 
 const USAGE = `usage: elihu-guest-build ENTRY.js [-o OUT.wasm]
        elihu-guest-build ENTRY.js... --out-dir DIR   (each to DIR/<entry's directory name>.wasm)`;

@@ -68,3 +68,17 @@ export function checkpoint(state: unknown): void;
 
 /** The configuration value `key` set on the job's template, or `undefined`. */
 export function config(key: string): string | undefined;
+
+/**
+ * The value of the secret `name` if the job's template grants it as
+ * readable, else `undefined`. For HTTP prefer a header grant on the
+ * template: the host adds the header and the job never holds the value.
+ */
+export function secret(name: string): string | undefined;
+
+/**
+ * The standard `fetch`, sent through wasi:http: only hosts the template
+ * grants are reachable (any other request rejects, and the run's log names
+ * the refused URL); every call is in the run's audit.
+ */
+export const fetch: typeof globalThis.fetch;

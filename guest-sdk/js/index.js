@@ -10,7 +10,9 @@
 //
 // While it runs a job can log (`info`, `warn`, ... or `log(level, ...)`),
 // report `progress`, save a `checkpoint` that the next attempt receives
-// parsed in `job.checkpoint`, and read `config` values set on its template.
+// parsed in `job.checkpoint`, read `config` values set on its template and
+// the `secret`s it grants as readable, and call the hosts it grants with
+// `fetch` (the standard one, over wasi:http).
 
 import * as host from "elihu:job/host@0.1.0";
 
@@ -171,4 +173,25 @@ export function checkpoint(state) {
 /** The configuration value `key` set on the job's template, or `undefined`. */
 export function config(key) {
   return host.config(String(key)) ?? undefined;
+}
+
+/**
+ * The value of the secret `name` if the job's template grants it as
+ * readable, else `undefined` (whether or not the secret exists). For HTTP
+ * prefer a header grant on the template: the host adds the header and the
+ * job never holds the value. elihu stores `***` wherever the value shows
+ * up in the run's logs, output, error, progress or checkpoint.
+ */
+export function secret(name) {
+  return host.secret(String(name)) ?? undefined;
+}
+
+/**
+ * The standard `fetch`, sent through wasi:http: only hosts the template
+ * grants are reachable (any other request rejects, and the run's log names
+ * the refused URL); headers a grant adds can be neither set nor read; every
+ * call is in the run's audit. Await it: `job(async (ctx) => ...)`.
+ */
+export function fetch(input, init) {
+  return globalThis.fetch(input, init);
 }

@@ -19,12 +19,15 @@ is logged at ``error`` level.
 
 While it runs a job can log (:func:`info`, :func:`warn`, ... or
 :func:`log`), report :func:`progress`, save a :func:`checkpoint` that the
-next attempt receives parsed in :attr:`JobInfo.checkpoint`, and read
-:func:`config` values set on its template.
+next attempt receives parsed in :attr:`JobInfo.checkpoint`, read
+:func:`config` values set on its template and the :func:`secret` values it
+grants as readable, and call the hosts it grants with
+:mod:`elihu_guest.http` (over ``wasi:http``).
 
 Build with ``python3 -m elihu_guest.build app.py -o app.wasm`` (see
 :mod:`elihu_guest.build`), which runs componentize-py against the WIT world
-this package carries (``componentize-py.toml``).
+this package carries (``componentize-py.toml``: ``wit/world.wit``, elihu's
+job world plus outbound HTTP).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any, Callable, Literal, Optional, TypeVar
 try:
     from componentize_py_types import Err
     from wit_world.imports import host as _host
-    from wit_world.imports import types as _types
+    from wit_world.imports import elihu_job_types as _types
 except ImportError:  # outside a build: `python3 -m elihu_guest.build`, or a unit test importing the job
     _host = None
 
@@ -56,6 +59,7 @@ __all__ = [
     "progress",
     "checkpoint",
     "config",
+    "secret",
 ]
 
 Level = Literal["trace", "debug", "info", "warn", "error"]
@@ -70,7 +74,7 @@ def _world() -> Any:
     """The host interface of the job world; only a built component has it."""
     if _host is None:
         raise RuntimeError(
-            "elihu_guest's host calls (log, progress, checkpoint, config) work only inside a job "
+            "elihu_guest's host calls (log, progress, checkpoint, config, secret) work only inside a job "
             "component; build it with `python3 -m elihu_guest.build` and run it with `elihu run`"
         )
     return _host
@@ -224,3 +228,12 @@ def checkpoint(state: Any) -> None:
 def config(key: str) -> Optional[str]:
     """The configuration value ``key`` set on the job's template, or ``None``."""
     return _world().config(key)
+
+
+def secret(name: str) -> Optional[str]:
+    """The value of the secret ``name`` if the job's template grants it as
+    readable, else ``None`` (whether or not the secret exists). For HTTP
+    prefer a header grant on the template: the host adds the header and the
+    job never holds the value. elihu stores ``***`` wherever the value shows
+    up in the run's logs, output, error, progress or checkpoint."""
+    return _world().secret(name)

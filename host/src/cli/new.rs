@@ -47,6 +47,7 @@ const RUST: &[File] = &[
     SCHEMA,
     ("elihu-guest/Cargo.toml", include_str!("../../../guest-sdk/Cargo.toml")),
     ("elihu-guest/src/lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
+    ("elihu-guest/src/http.rs", include_str!("../../../guest-sdk/src/http.rs")),
     ("elihu-guest/macro/Cargo.toml", include_str!("../../../guest-sdk/macro/Cargo.toml")),
     ("elihu-guest/macro/src/lib.rs", include_str!("../../../guest-sdk/macro/src/lib.rs")),
     // The SDK reads the world from `../wit` next to its crate.
@@ -87,10 +88,22 @@ const PYTHON: &[File] = &[
     ("README.md", include_str!("new/python/README.md.tmpl")),
     SCHEMA,
     ("elihu_guest/__init__.py", include_str!("../../../guest-sdk/python/elihu_guest/__init__.py")),
+    ("elihu_guest/http.py", include_str!("../../../guest-sdk/python/elihu_guest/http.py")),
     ("elihu_guest/build.py", include_str!("../../../guest-sdk/python/elihu_guest/build.py")),
     ("elihu_guest/componentize-py.toml", include_str!("../../../guest-sdk/python/elihu_guest/componentize-py.toml")),
     ("elihu_guest/py.typed", include_str!("../../../guest-sdk/python/elihu_guest/py.typed")),
-    ("elihu_guest/wit/job.wit", WIT),
+    ("elihu_guest/wit/world.wit", include_str!("../../../guest-sdk/python/elihu_guest/wit/world.wit")),
+    ("elihu_guest/wit/deps/elihu-job/job.wit", WIT),
+    ("elihu_guest/wit/deps/cli/cli.wit", include_str!("../../../guest-sdk/python/elihu_guest/wit/deps/cli/cli.wit")),
+    ("elihu_guest/wit/deps/clocks/clocks.wit", include_str!("../../../guest-sdk/python/elihu_guest/wit/deps/clocks/clocks.wit")),
+    (
+        "elihu_guest/wit/deps/filesystem/filesystem.wit",
+        include_str!("../../../guest-sdk/python/elihu_guest/wit/deps/filesystem/filesystem.wit"),
+    ),
+    ("elihu_guest/wit/deps/http/http.wit", include_str!("../../../guest-sdk/python/elihu_guest/wit/deps/http/http.wit")),
+    ("elihu_guest/wit/deps/io/io.wit", include_str!("../../../guest-sdk/python/elihu_guest/wit/deps/io/io.wit")),
+    ("elihu_guest/wit/deps/random/random.wit", include_str!("../../../guest-sdk/python/elihu_guest/wit/deps/random/random.wit")),
+    ("elihu_guest/wit/deps/sockets/sockets.wit", include_str!("../../../guest-sdk/python/elihu_guest/wit/deps/sockets/sockets.wit")),
 ];
 
 impl Lang {

@@ -26,5 +26,15 @@ declare module 'elihu:job/host@0.1.0' {
    * context (an endpoint, a mode, a limit).
    */
   export function config(key: string): string | undefined;
+  /**
+   * Returns the value of the secret called `name` if the job's template
+   * grants it to the job as readable, `none` otherwise (whether or not the
+   * secret exists). Use it only where the job itself must hold the value
+   * (a password in a line protocol); for HTTP prefer a header grant, which
+   * the host adds without the job ever seeing the secret. Wherever the
+   * value appears in the run's logs, stdout/stderr, progress, checkpoint,
+   * output or error message, elihu stores `***` instead.
+   */
+  export function secret(name: string): string | undefined;
   export type Level = import('elihu:job/types@0.1.0').Level;
 }
