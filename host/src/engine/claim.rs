@@ -10,8 +10,15 @@ use tokio::sync::watch;
 
 use super::{NodeState, Phase, runs};
 
-/// How long a full queue waits after a slot frees before claiming again.
+/// How long a full queue waits at most, after a slot frees, for more slots
+/// to free before claiming again.
 const CLAIM_COOLDOWN: Duration = Duration::from_millis(2);
+
+/// The share of a full queue's slots worth a claim at once: a queue of 2,000
+/// slots waits for 250 to free (or [`CLAIM_COOLDOWN`]), a queue of 8 or fewer
+/// claims as soon as one frees, so short runs at low concurrency do not sit
+/// idle waiting for a batch that cannot come.
+const CLAIM_BATCH_SHARE: u32 = 8;
 
 /// Claims and starts the jobs of `queue`, at most `limit` in flight, until the node drains.
 pub(super) async fn run(state: Arc<NodeState>, queue: String, limit: u32, mut phase: watch::Receiver<Phase>) {
@@ -60,7 +67,18 @@ pub(super) async fn run(state: Arc<NodeState>, queue: String, limit: u32, mut ph
             _ = &mut freed, if free == 0 => {
                 // Let the runs finishing together free their slots, so the
                 // next claim takes a batch instead of one job per statement.
-                tokio::time::sleep(CLAIM_COOLDOWN).await;
+                let batch = (limit / CLAIM_BATCH_SHARE).max(1);
+                let until = tokio::time::Instant::now() + CLAIM_COOLDOWN;
+                loop {
+                    let more = state.runs.freed();
+                    tokio::pin!(more);
+                    more.as_mut().enable();
+                    if limit.saturating_sub(state.runs.busy(&queue)) >= batch
+                        || tokio::time::timeout_at(until, more).await.is_err()
+                    {
+                        break;
+                    }
+                }
             }
             _ = tokio::time::sleep(pause) => {}
             Ok(()) = phase.changed() => {}
