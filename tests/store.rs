@@ -92,6 +92,7 @@ fn job(template: &str, priority: i32, run_at: Millis) -> NewJob {
         memory_bytes: 64 << 20,
         unique_key: None,
         discard_after: None,
+        traceparent: None,
     }
 }
 

@@ -9,9 +9,11 @@ use elihu::runtime::{JobInfo, LoadedJob, RunLimits, RunOutcome, RunRequest, Runt
 use serde_json::Value;
 
 pub mod node;
+pub mod otlp;
 pub mod polyglot;
 pub mod postgres;
 pub mod process;
+pub mod sse;
 
 /// A directory for compiled artifacts shared by every runtime in this test
 /// process, so each example is compiled once.

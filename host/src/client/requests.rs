@@ -36,6 +36,9 @@ pub struct Enqueue {
     /// While a job with this key is queued or running, another enqueue with
     /// it returns that job instead of adding one.
     pub unique_key: Option<String>,
+    /// The W3C `traceparent` of the request that enqueues it: its runs'
+    /// spans become children of it (checked; see [`crate::telemetry`]).
+    pub traceparent: Option<String>,
 }
 
 impl Enqueue {

@@ -301,6 +301,7 @@ impl Runtime {
                 _ = request.cancel.cancelled() => None,
             }
         };
+        let peak_memory = store.data().limiter.peak as u64;
         let ending = self.classify(&mut store, finished, &request, deadline);
         let mut journal = journal.lock().unwrap();
         let ending = match refine_trap(ending, &journal) {
@@ -314,6 +315,7 @@ impl Runtime {
             progress: journal.progress.take(),
             checkpoint: journal.checkpoint.take(),
             duration: started.elapsed(),
+            peak_memory,
         }
     }
 

@@ -108,6 +108,7 @@ mod tests {
             memory_bytes: 1,
             unique_key: key.map(str::to_string),
             discard_after: None,
+            traceparent: None,
         }
     }
 
