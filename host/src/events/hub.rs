@@ -44,8 +44,10 @@ pub(crate) struct Hub {
     dropped: Arc<AtomicU64>,
     /// Stops the feed when the last local stream closes.
     feed: Mutex<Option<oneshot::Sender<()>>>,
-    /// Serialises the first registration with the database.
-    registering: tokio::sync::Mutex<()>,
+    /// Serialises the first registration with the database; counts the
+    /// registrations, each of which has its own watcher row (so a closing
+    /// feed never removes the row of the next one).
+    registering: tokio::sync::Mutex<u64>,
     /// True once the process shuts down: live streams end.
     closed: watch::Sender<bool>,
 }
@@ -63,7 +65,7 @@ impl Hub {
             inbox: Mutex::new(Some(inbox)),
             dropped: Arc::new(AtomicU64::new(0)),
             feed: Mutex::new(None),
-            registering: tokio::sync::Mutex::new(()),
+            registering: tokio::sync::Mutex::new(0),
             closed: watch::channel(false).0,
         }
     }
@@ -101,16 +103,19 @@ impl Hub {
     /// watcher in the database and starts the feed of other processes'
     /// events. The stream is registered when this returns.
     pub(crate) async fn watch(self: &Arc<Self>, store: &Arc<dyn Store>, clock: &Arc<dyn Clock>) -> Result<Watch, StoreError> {
-        let _one_at_a_time = self.registering.lock().await;
+        let mut generation = self.registering.lock().await;
         let events = self.bus.subscribe();
         if self.local.load(Ordering::SeqCst) == 0 {
             // The feed listens (or takes its cursor) before the watcher row
             // tells nodes to publish, so no batch falls in between.
             let pushed = store.event_listen().await?;
             let cursor = if pushed.is_none() { store.event_cursor().await? } else { 0 };
-            store.watcher_put(&self.origin, clock.now() + WATCHER_TTL).await?;
+            *generation += 1;
+            let watcher = format!("{}-{}", self.origin, *generation);
+            store.watcher_put(&watcher, clock.now() + WATCHER_TTL).await?;
             let (stop, stopped) = oneshot::channel();
-            tokio::spawn(feed(self.clone(), store.clone(), clock.clone(), pushed, cursor, stopped));
+            let source = Source { pushed, cursor };
+            tokio::spawn(feed(self.clone(), store.clone(), clock.clone(), watcher, source, stopped));
             *self.feed.lock().unwrap() = Some(stop);
         }
         self.local.fetch_add(1, Ordering::SeqCst);
@@ -159,16 +164,17 @@ impl Drop for Watch {
     }
 }
 
+/// Where other processes' batches come from: pushed (PostgreSQL), or read
+/// from the `events` table after `cursor` (SQLite).
+struct Source {
+    pushed: Option<mpsc::Receiver<String>>,
+    cursor: i64,
+}
+
 /// Brings other processes' events onto the bus while this process watches,
 /// and keeps its watcher row fresh; removes the row when stopped.
-async fn feed(
-    hub: Arc<Hub>,
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    mut pushed: Option<mpsc::Receiver<String>>,
-    mut cursor: i64,
-    mut stop: oneshot::Receiver<()>,
-) {
+async fn feed(hub: Arc<Hub>, store: Arc<dyn Store>, clock: Arc<dyn Clock>, watcher: String, source: Source, mut stop: oneshot::Receiver<()>) {
+    let Source { mut pushed, mut cursor } = source;
     let mut renew = tokio::time::interval(WATCHER_TTL / 3);
     renew.tick().await;
     let mut poll = tokio::time::interval(POLL);
@@ -176,7 +182,7 @@ async fn feed(
         tokio::select! {
             _ = &mut stop => break,
             _ = renew.tick() => {
-                if let Err(e) = store.watcher_put(&hub.origin, clock.now() + WATCHER_TTL).await {
+                if let Err(e) = store.watcher_put(&watcher, clock.now() + WATCHER_TTL).await {
                     tracing::warn!(error = %e, "could not renew this process's watch on live events");
                 }
             }
@@ -200,7 +206,7 @@ async fn feed(
             },
         }
     }
-    if let Err(e) = store.watcher_remove(&hub.origin).await {
+    if let Err(e) = store.watcher_remove(&watcher).await {
         tracing::warn!(error = %e, "could not remove this process's watch on live events; it expires by itself");
     }
 }
