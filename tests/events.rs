@@ -43,7 +43,9 @@ async fn two_nodes(db: &TestDb) -> (String, Client, Node, Node) {
 /// watcher at its next heartbeat, and a new probe goes in every 500 ms.
 async fn until_b_publishes(client: &Client, stream: &mut EventStream) {
     let mut probes = std::collections::HashSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
+        assert!(std::time::Instant::now() < deadline, "node B did not publish its events within 30 s");
         probes.insert(client.enqueue(Enqueue::new("hello", json!({"name": "probe"}))).await.unwrap().id().0);
         let started = stream.next_where(|k, d| k == "started" && job_of(d).is_some_and(|id| probes.contains(&id)));
         if tokio::time::timeout(std::time::Duration::from_millis(500), started).await.is_ok() {

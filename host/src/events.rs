@@ -9,7 +9,7 @@ mod wire;
 use serde::Serialize;
 
 pub(crate) use hub::Hub;
-pub use hub::Watch;
+pub use hub::{Registration, Watch};
 pub use wire::WireEvent;
 
 use crate::model::{JobId, LogLine, Millis, Reason, RunId};

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::{ApiError, ApiState};
-use crate::events::WireEvent;
+use crate::events::{Watch, WireEvent};
 
 /// Which events a stream wants.
 #[derive(Debug, Default, Deserialize)]
@@ -48,12 +48,11 @@ pub(super) async fn stream(
     filter: Result<Query<EventFilter>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let Query(filter) = filter.map_err(|e| ApiError::bad_request(format!("{e}; this route takes job, template and queue")))?;
-    let watch = state.client.watch().await?;
+    let Watch { registration, events } = state.client.watch().await?;
     let closed = state.client.hub().closed();
-    let receiver = watch.events.resubscribe();
-    let events = BroadcastStream::new(receiver).filter_map(move |item| {
+    let events = BroadcastStream::new(events).filter_map(move |item| {
         // The registration lives as long as the stream.
-        let _registered = &watch;
+        let _registered = &registration;
         std::future::ready(match item {
             Ok(event) if filter.matches(&event) => Some(Ok(to_sse(&event))),
             Ok(_) => None,

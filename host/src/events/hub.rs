@@ -119,7 +119,7 @@ impl Hub {
             *self.feed.lock().unwrap() = Some(stop);
         }
         self.local.fetch_add(1, Ordering::SeqCst);
-        Ok(Watch { hub: self.clone(), events })
+        Ok(Watch { registration: Registration { hub: self.clone() }, events })
     }
 
     fn release(&self) {
@@ -145,20 +145,28 @@ impl Hub {
 }
 
 /// A registered live stream of this process: its events (this process's
-/// and, while it is registered, every other's). Dropping it unregisters it.
+/// and, while it is registered, every other's).
+#[derive(Debug)]
 pub struct Watch {
-    hub: Arc<Hub>,
+    /// The registration; dropping it unregisters the stream.
+    pub registration: Registration,
     /// The events, as they come.
     pub events: broadcast::Receiver<Arc<WireEvent>>,
 }
 
-impl std::fmt::Debug for Watch {
+/// Keeps a live stream registered; dropping it unregisters the stream (the
+/// last one of a process removes its watcher row).
+pub struct Registration {
+    hub: Arc<Hub>,
+}
+
+impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watch").finish_non_exhaustive()
+        f.debug_struct("Registration").finish_non_exhaustive()
     }
 }
 
-impl Drop for Watch {
+impl Drop for Registration {
     fn drop(&mut self) {
         self.hub.release();
     }
