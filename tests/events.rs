@@ -128,3 +128,27 @@ async fn filters_keep_other_jobs_out_and_bad_queries_are_refused() {
     }
     node.shutdown().await;
 }
+
+/// `/v1/events` and `/metrics` are behind the API token like every route.
+#[tokio::test]
+async fn events_and_metrics_need_the_token() {
+    let db = TestDb::new();
+    let client = db.client().await;
+    let state = ApiState { client: client.clone(), node: None, token: Some("s3cret".into()) };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    for path in ["/v1/events", "/metrics"] {
+        let (status, body) = http(&addr, "GET", path, None, None).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        let (status, _) = http(&addr, "GET", path, Some("wrong"), None).await;
+        assert_eq!(status, 401, "{path}");
+    }
+    let (status, body) = http(&addr, "GET", "/metrics", Some("s3cret"), None).await;
+    assert_eq!(status, 200);
+    // Labelled families appear with their first sample; plain ones at once.
+    assert!(body.as_str().unwrap().contains("# TYPE elihu_claim_batch histogram"), "{body}");
+    let events = reqwest::Client::new().get(format!("http://{addr}/v1/events")).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+}
