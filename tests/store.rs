@@ -97,6 +97,7 @@ fn job(template: &str, priority: i32, run_at: Millis) -> NewJob {
         unique_key: None,
         discard_after: None,
         allowed_hosts: None,
+        traceparent: None,
     }
 }
 

@@ -1,7 +1,16 @@
 //! The event stream a node publishes (bg_jobs' event listeners): what happened
 //! to which job, for embedding applications, `enqueue --wait`, and tests.
+//! Live streams (`GET /v1/events`) see them in their wire form (`wire`),
+//! across processes through the process's hub (`hub`).
+
+mod hub;
+mod wire;
 
 use serde::Serialize;
+
+pub(crate) use hub::Hub;
+pub use hub::{Registration, Watch};
+pub use wire::WireEvent;
 
 use crate::model::{JobId, LogLine, Millis, Reason, RunId};
 

@@ -36,7 +36,8 @@
 //! one trait, one SQL implementation with a thin dialect per database),
 //! [`queue`] (retry policy), [`engine`] (the node, one file per loop),
 //! [`client`] (the library API), [`api`] (HTTP), [`events`], [`clock`],
-//! [`schedule`], [`schema`], [`units`], [`examples`].
+//! [`schedule`], [`schema`], [`units`], [`examples`], [`telemetry`]
+//! (traces), [`metrics`].
 #![deny(missing_docs)]
 
 pub mod api;
@@ -46,6 +47,7 @@ pub mod engine;
 pub mod events;
 pub mod examples;
 pub mod grants;
+pub mod metrics;
 pub mod model;
 pub mod queue;
 pub mod runtime;
@@ -53,6 +55,7 @@ pub mod schedule;
 pub mod schema;
 pub mod secrets;
 pub mod store;
+pub mod telemetry;
 pub mod units;
 
 pub use client::{Client, ClientError, ClientOptions, Enqueue, Schedule, ScheduleSpec};

@@ -10,10 +10,12 @@ use elihu::runtime::{Capabilities, JobInfo, LoadedJob, RunLimits, RunOutcome, Ru
 use serde_json::Value;
 
 pub mod node;
+pub mod otlp;
 pub mod polyglot;
 pub mod postgres;
 pub mod process;
 pub mod servers;
+pub mod sse;
 
 /// A directory for compiled artifacts shared by every runtime in this test
 /// process, so each example is compiled once.

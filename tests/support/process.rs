@@ -52,11 +52,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(db: &TestDb, extra: &[&str]) -> Server {
+        Server::start_with_env(db, extra, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_with_env(db: &TestDb, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
         let mut args = vec!["serve", "--listen", &addr as &str, "--poll", "50ms"];
         args.extend_from_slice(extra);
-        let child = command(db, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("serve starts");
+        let child = command(db, &args).envs(env.iter().copied()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("serve starts");
         let server = Server { child, addr };
         // Ready when the API answers.
         let deadline = Instant::now() + Duration::from_secs(30);

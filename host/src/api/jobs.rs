@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -49,6 +49,10 @@ pub(super) struct EnqueueBody {
     /// Run it on this node at once, ahead of the queue.
     #[serde(default)]
     run_now: bool,
+    /// The W3C trace context of the caller (`00-<trace id>-<span id>-<flags>`):
+    /// the job's runs are traced as its children. The `traceparent` header
+    /// does the same for every job of the request; this field wins.
+    traceparent: Option<String>,
 }
 
 impl EnqueueBody {
@@ -71,6 +75,7 @@ impl EnqueueBody {
             memory: size("memory", &self.memory)?,
             unique_key: self.unique_key,
             allowed_hosts: self.allowed_hosts,
+            traceparent: self.traceparent,
         })
     }
 }
@@ -113,10 +118,11 @@ impl From<Inserted> for Enqueued {
         (status = 401, description = "no or wrong token", body = ErrorBody),
         (status = 404, description = "no such template", body = ErrorBody),
         (status = 422, description = "the context breaks the schema", body = ErrorBody)))]
-pub(super) async fn job_enqueue(State(state): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
+pub(super) async fn job_enqueue(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<Enqueued>), ApiError> {
     let body: EnqueueBody = parse(&body)?;
     let run_now = body.run_now;
-    let request = body.into_request()?;
+    let mut request = body.into_request()?;
+    request.traceparent = request.traceparent.or(traceparent(&headers)?);
     let inserted = if run_now {
         let node = state.node.as_ref().ok_or_else(|| ApiError::bad_request("run_now needs a node; this server runs none"))?;
         node.enqueue_and_run(request).await?
@@ -150,17 +156,24 @@ pub(super) struct EnqueuedBatch {
         (status = 401, description = "no or wrong token", body = ErrorBody),
         (status = 404, description = "no such template", body = ErrorBody),
         (status = 422, description = "a context breaks its schema", body = ErrorBody)))]
-pub(super) async fn job_enqueue_batch(State(state): State<ApiState>, body: Bytes) -> Result<(StatusCode, Json<EnqueuedBatch>), ApiError> {
+pub(super) async fn job_enqueue_batch(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<EnqueuedBatch>), ApiError> {
     let body: BatchBody = parse(&body)?;
+    let header = traceparent(&headers)?;
     let mut requests = Vec::with_capacity(body.jobs.len());
     for (index, job) in body.jobs.into_iter().enumerate() {
         if job.run_now {
             return Err(ApiError::bad_request(format!("jobs[{index}]: run_now is not available in a batch")));
         }
-        requests.push(job.into_request().map_err(|mut e| {
+        let mut request = job.into_request().map_err(|mut e| {
             e.message = format!("jobs[{index}]: {}", e.message);
             e
-        })?);
+        })?;
+        request.traceparent = request.traceparent.or_else(|| header.clone());
+        requests.push(request);
     }
     let inserted = state.client.enqueue_batch(requests).await?;
     Ok((StatusCode::CREATED, Json(EnqueuedBatch { jobs: inserted.into_iter().map(Enqueued::from).collect() })))
@@ -284,4 +297,12 @@ pub(super) async fn run_get(State(state): State<ApiState>, Path(id): Path<RunId>
         Some(run) => Ok(Json(run)),
         None => Err(ApiError::not_found(format!("there is no run {id}"))),
     }
+}
+
+/// The `traceparent` header of a request, if it has one.
+fn traceparent(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get("traceparent")
+        .map(|v| v.to_str().map(str::to_string).map_err(|_| ApiError::bad_request("the traceparent header is not text")))
+        .transpose()
 }

@@ -4,10 +4,12 @@
 //! which utoipa derives from the handlers and their types as the router is
 //! built. Handlers live by concern: `templates`, `jobs` (and runs),
 //! `schedules`, `secrets`, `service` (health, the document, stats, nodes,
-//! the trigger).
+//! the trigger), `events` (live events over SSE), `metrics` (`GET /metrics`).
 
 mod error;
+mod events;
 mod jobs;
+mod metrics;
 mod schedules;
 mod secrets;
 mod service;
@@ -97,6 +99,8 @@ pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
 pub fn router(state: ApiState) -> Router {
     let (router, _) = routes().split_for_parts();
     router
+        .route("/v1/events", axum::routing::get(events::stream))
+        .route("/metrics", axum::routing::get(metrics::scrape))
         .fallback(|| async { ApiError::not_found("no such route; see GET /v1/openapi.json") })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)

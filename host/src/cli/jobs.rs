@@ -82,6 +82,7 @@ pub async fn enqueue(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
             queue: args.queue.clone(),
             run_at,
             delay: args.delay,
+            traceparent: None,
             max_attempts: args.max_attempts,
             timeout: args.timeout,
             memory: args.memory,

@@ -71,12 +71,13 @@ pub fn main() -> ExitCode {
     // the `--allow-host` before it).
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ELIHU_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let telemetry = match elihu::telemetry::Telemetry::init() {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: could not set up the OTLP trace exporter from OTEL_EXPORTER_OTLP_*: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -85,7 +86,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        let result = match cli.command {
             Command::Demo(args) => demo::demo(args).await,
             Command::Serve(args) => serve::serve(args).await,
             Command::Run(args) => run::run(args).await,
@@ -102,7 +103,10 @@ pub fn main() -> ExitCode {
             Command::Migrate(args) => jobs::migrate(args).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::Cache(command) => cache::run(command),
-        }
+        };
+        // Spans still queued go out before the process ends.
+        telemetry.shutdown().await;
+        result
     });
     // Runs still blocked in host calls must not hold the process open.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

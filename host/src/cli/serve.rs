@@ -119,7 +119,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         node.id(),
         args.db.url(&file)
     );
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let closing = client.clone();
+    let stop = async move {
+        shutdown_signal().await;
+        // Open live streams would hold the graceful shutdown forever.
+        closing.close_watches();
+    };
+    axum::serve(listener, router(state)).with_graceful_shutdown(stop).await?;
     eprintln!("elihu: shutting down; letting runs finish");
     let report = node.shutdown().await;
     eprintln!("elihu: stopped ({} runs finished, {} interrupted and queued again)", report.finished, report.interrupted);

@@ -28,6 +28,9 @@ impl Client {
         let memory = request.memory.unwrap_or(d.memory_bytes);
         self.check_limits(max_attempts, timeout_ms, memory)?;
         check_unique_key(request.unique_key.as_deref())?;
+        if let Some(traceparent) = &request.traceparent {
+            crate::telemetry::check_traceparent(traceparent).map_err(|message| ClientError::Invalid { field: "traceparent", message })?;
+        }
         let run_at = request.run_at.unwrap_or_else(|| self.clock().now() + request.delay.unwrap_or_default());
         if let Some(hosts) = &request.allowed_hosts {
             template.grants.narrow(&template.name, hosts)?;
@@ -44,6 +47,7 @@ impl Client {
             unique_key: request.unique_key.clone(),
             discard_after: None,
             allowed_hosts: request.allowed_hosts.clone(),
+            traceparent: request.traceparent.clone(),
         })
     }
 
@@ -86,6 +90,7 @@ impl Client {
     fn after_insert(&self, jobs: &[NewJob], inserted: &[Inserted]) {
         for (job, result) in jobs.iter().zip(inserted) {
             if let Inserted::New(id) = result {
+                self.metrics().enqueued(&job.template, &job.queue);
                 self.emit(Event::Enqueued { job_id: *id, template: job.template.clone(), queue: job.queue.clone() });
             }
         }

@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use tokio::sync::broadcast;
 
 use crate::clock::{Clock, SystemClock};
-use crate::events::Event;
+use crate::events::{Event, Hub, Watch, WireEvent};
+use crate::metrics::Metrics;
 use crate::model::JobId;
 use crate::runtime::Runtime;
 use crate::schema::ContextSchema;
@@ -43,6 +44,10 @@ struct Shared {
     runtime: Arc<Runtime>,
     clock: Arc<dyn Clock>,
     events: broadcast::Sender<Event>,
+    /// Live streams and the events that cross processes.
+    hub: Arc<Hub>,
+    /// This process's Prometheus metrics.
+    metrics: Metrics,
     /// The nodes working in this process.
     nodes: RwLock<Vec<Weak<dyn LocalNode>>>,
     /// Compiled context schemas by template, with the template version.
@@ -84,6 +89,8 @@ impl Client {
                 runtime,
                 clock,
                 events,
+                hub: Arc::new(Hub::new()),
+                metrics: Metrics::new(),
                 nodes: RwLock::new(Vec::new()),
                 schemas: Mutex::new(HashMap::new()),
                 secrets_key: RwLock::new(None),
@@ -113,7 +120,38 @@ impl Client {
     }
 
     pub(crate) fn emit(&self, event: Event) {
+        self.emit_tagged(event, None, None);
+    }
+
+    /// Emits an event with its job's template and queue, which live streams
+    /// filter on.
+    pub(crate) fn emit_tagged(&self, event: Event, template: Option<&str>, queue: Option<&str>) {
+        self.shared.hub.offer(|| WireEvent::of(&event, template, queue));
         let _ = self.shared.events.send(event);
+    }
+
+    /// Opens a live stream of events: this process's and, while it is open,
+    /// every other process's on the same database (PostgreSQL pushes them;
+    /// on SQLite they are polled). The stream is registered when this
+    /// returns; events that happen after it are in it, in each node's order.
+    pub async fn watch(&self) -> Result<Watch, ClientError> {
+        Ok(self.shared.hub.watch(&self.shared.store, &self.shared.clock).await?)
+    }
+
+    /// Ends every live stream of this process (before a graceful shutdown:
+    /// an HTTP server waits for open streams).
+    pub fn close_watches(&self) {
+        self.shared.hub.close();
+    }
+
+    /// This process's metrics (served at `GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The live-event hub of this process.
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.shared.hub
     }
 
     /// Wakes the nodes of this process now instead of at their next poll

@@ -41,6 +41,9 @@ pub struct Enqueue {
     /// Narrows the template's allowed hosts for this job: each entry must be
     /// covered by one of the template's (`None`: the template's own).
     pub allowed_hosts: Option<Vec<AllowedHost>>,
+    /// The W3C `traceparent` of the request that enqueues it: its runs'
+    /// spans become children of it (checked; see [`crate::telemetry`]).
+    pub traceparent: Option<String>,
 }
 
 impl Enqueue {

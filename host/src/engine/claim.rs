@@ -43,6 +43,7 @@ pub(super) async fn run(state: Arc<NodeState>, queue: String, limit: u32, mut ph
                 Ok(claimed) => {
                     tracing::debug!(claimed = claimed.len(), free, took_us = started.elapsed().as_micros() as u64, "claimed");
                     failures = 0;
+                    client.metrics().claimed(claimed.len());
                     full_batch = claimed.len() as u32 == free;
                     for c in claimed {
                         runs::spawn(&state, c);

@@ -26,8 +26,15 @@ pub(super) async fn execute(state: &NodeState, claimed: Claimed, cancel: CancelH
         job = %claimed.job.id,
         run = %claimed.run_id,
         template = %claimed.job.template,
-        attempt = claimed.job.attempt
+        attempt = claimed.job.attempt,
+        node = %state.id,
+        queue = %claimed.job.queue,
+        result = tracing::field::Empty,
+        reason = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
+    // Before the span is first entered: a child of the enqueuing request.
+    crate::telemetry::set_parent(&span, claimed.job.traceparent.as_deref());
     execute_in_span(state, claimed, cancel).instrument(span).await
 }
 
@@ -35,7 +42,9 @@ async fn execute_in_span(state: &NodeState, claimed: Claimed, cancel: CancelHand
     let Claimed { run_id, job, digest, config, backoff, grants, limits: template_limits } = claimed;
     let client = &state.client;
     let node_id = state.id.as_str();
-    client.emit(Event::Started { job_id: job.id, run_id, attempt: job.attempt, node_id: node_id.to_string() });
+    let started = Event::Started { job_id: job.id, run_id, attempt: job.attempt, node_id: node_id.to_string() };
+    client.emit_tagged(started, Some(&job.template), Some(&job.queue));
+    client.metrics().started(&job.queue, job.run_at.max(job.created_at), client.clock().now());
 
     let prepared = match load(client, &digest).await {
         Ok(loaded) => client.capabilities(&job.template, &grants, job.allowed_hosts.as_deref()).await.map(|caps| (loaded, caps)),
@@ -61,7 +70,15 @@ async fn execute_in_span(state: &NodeState, claimed: Claimed, cancel: CancelHand
                 capabilities,
                 template_limits,
             };
-            let reporter = Reporter { client: client.clone(), node_id: node_id.to_string(), job_id: job.id, run_id, feed };
+            let reporter = Reporter {
+                client: client.clone(),
+                node_id: node_id.to_string(),
+                job_id: job.id,
+                run_id,
+                feed,
+                template: job.template.clone(),
+                queue: job.queue.clone(),
+            };
             let (ended, ended_rx) = tokio::sync::oneshot::channel();
             let run = async {
                 let outcome = client.runtime().run(&loaded, request).await;
@@ -78,6 +95,7 @@ async fn execute_in_span(state: &NodeState, claimed: Claimed, cancel: CancelHand
             checkpoint: None,
             calls: Vec::new(),
             duration: Duration::ZERO,
+            peak_memory: 0,
         },
     };
 
@@ -104,12 +122,24 @@ async fn execute_in_span(state: &NodeState, claimed: Claimed, cancel: CancelHand
         calls: outcome.calls,
         finished_at: now,
     };
-    if !state.writer.record(end, next).await {
+    let (duration, peak_memory) = (outcome.duration, outcome.peak_memory);
+    let writing = std::time::Instant::now();
+    let recorded = state.writer.record(end, next).await;
+    client.metrics().written(writing.elapsed());
+    client.metrics().stopped(&job.queue);
+    if !recorded {
         tracing::warn!("the run was expired by another node meanwhile; its late outcome is discarded");
         return false;
     }
     tracing::info!(?result, ?reason, "run finished");
-    client.emit(event);
+    let span = tracing::Span::current();
+    span.record("result", result.as_str());
+    if let Some(reason) = reason {
+        span.record("reason", reason.as_str());
+        span.record("otel.status_code", "ERROR");
+    }
+    client.metrics().finished(&job.template, result, reason, duration, peak_memory);
+    client.emit_tagged(event, Some(&job.template), Some(&job.queue));
     true
 }
 

@@ -45,12 +45,14 @@ pub(crate) async fn expire_dead_runs(client: &Client, now: Millis) -> Result<usi
         if store.run_finish(&end, next).await? {
             expired += 1;
             tracing::warn!(job = %run.job_id, run = %run.id, node = %run.node_id, "expired a run of a silent node");
-            client.emit(Event::Expired {
+            let event = Event::Expired {
                 job_id: run.job_id,
                 run_id: run.id,
                 node_id: run.node_id,
                 retried: matches!(next, JobNext::Retry { .. }),
-            });
+            };
+            client.metrics().expired(&run.template);
+            client.emit_tagged(event, Some(&run.template), None);
         }
     }
     Ok(expired)

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::{NodeState, Phase, next_pass};
+use crate::events::WireEvent;
 use crate::model::Millis;
+use serde_json::json;
 use crate::store::StoreError;
 
 /// Tries for the lease every maintenance interval until the node drains,
@@ -26,12 +28,18 @@ pub(super) async fn run(state: Arc<NodeState>, mut phase: watch::Receiver<Phase>
         };
         if leading.send_replace(held) != held {
             tracing::info!(node = %state.id, leader = held, "leadership changed");
+            state.client.metrics().leading(&state.id, held);
+            if held {
+                state.client.hub().offer(|| WireEvent::node("leader_changed", json!({ "node_id": state.id })));
+            }
         }
         if !next_pass(&mut phase, state.config.maintenance_interval, Phase::Draining).await {
             break;
         }
     }
-    leading.send_replace(false);
+    if leading.send_replace(false) {
+        state.client.metrics().leading(&state.id, false);
+    }
 }
 
 /// Runs `pass` (named `what` in logs) every maintenance interval while this

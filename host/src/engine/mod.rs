@@ -27,7 +27,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use serde_json::json;
+
 use crate::client::{Client, ClientError, Enqueue, LocalNode};
+use crate::events::WireEvent;
 use crate::model::JobId;
 use crate::store::{Inserted, NodeInfo};
 
@@ -209,6 +212,7 @@ impl Node {
         };
         client.store().node_heartbeat(&info, now + config.run_ttl).await?;
         let notices = client.store().listen().await?;
+        client.hub().start_publisher(client.store().clone(), client.clock().clone());
         let state = Arc::new(NodeState {
             writer: OutcomeWriter::start(client.clone()),
             runs: Runs::new(config.queues.keys()),
@@ -220,6 +224,9 @@ impl Node {
         });
         let link: Weak<dyn LocalNode> = Arc::downgrade(&state) as Weak<dyn LocalNode>;
         state.client.attach(link);
+        heartbeat::refresh_watched(&state).await;
+        state.client.metrics().node(&state.id, true);
+        state.client.hub().offer(|| WireEvent::node("node_joined", json!({ "node_id": state.id, "hostname": state.info.hostname })));
         let (phase, _) = watch::channel(Phase::Running);
         let (is_leader, _) = watch::channel(false);
         let mut claimers: Vec<JoinHandle<()>> = state
@@ -306,6 +313,8 @@ impl Node {
         if let Err(e) = state.client.store().node_remove(&state.id).await {
             tracing::warn!(error = %e, "could not deregister the node; its entry will look silent");
         }
+        state.client.hub().offer(|| WireEvent::node("node_left", json!({ "node_id": state.id })));
+        state.client.metrics().node(&state.id, false);
         tracing::info!(node = %state.id, interrupted, "node stopped");
         ShutdownReport { finished: at_start.saturating_sub(interrupted), interrupted }
     }

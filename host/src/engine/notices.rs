@@ -1,7 +1,8 @@
 //! The notice loop: reacts to what the database pushes (PostgreSQL's
 //! LISTEN/NOTIFY). New jobs in a queue this node works wake its claim loops,
 //! a cancel interrupts the run at once, and after a reconnect (notices may
-//! have been missed) the claim loops look again.
+//! have been missed) the claim loops look again. A new watcher of live events
+//! opens the publishing gate at once.
 
 use std::sync::Arc;
 
@@ -31,6 +32,9 @@ pub(super) async fn run(state: Arc<NodeState>, mut notices: UnboundedReceiver<No
             }
             Some(Notice::CancelRequested { job_id }) => state.runs.cancel(job_id),
             Some(Notice::Reconnected) => state.wake.notify_waiters(),
+            // Opened before the next notice is handled, so a job enqueued
+            // after a watcher registered is published from its start.
+            Some(Notice::Watched) => state.client.hub().set_cluster_watched(true),
             None => return,
         }
     }

@@ -1,5 +1,6 @@
 //! Pruning, leader only (River's cleaner): once a minute by the clock,
-//! deletes finished runs older than the node's `prune_after`.
+//! deletes finished runs older than the node's `prune_after`, and stored
+//! live-event batches older than a minute and expired watchers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ const EVERY: Duration = Duration::from_secs(60);
 
 /// Prunes old run history while this node leads, until the node drains.
 pub(super) async fn run(state: Arc<NodeState>, mut phase: watch::Receiver<Phase>, mut leading: watch::Receiver<bool>) {
-    let Some(keep) = state.config.prune_after else { return };
+    let keep = state.config.prune_after;
     let mut last: Option<Millis> = None;
     while next_pass(&mut phase, state.config.maintenance_interval, Phase::Draining).await {
         let now = state.client.clock().now();
@@ -22,6 +23,10 @@ pub(super) async fn run(state: Arc<NodeState>, mut phase: watch::Receiver<Phase>
             continue;
         }
         last = Some(now);
+        if let Err(e) = state.client.store().event_prune(now - EVERY, now).await {
+            tracing::warn!(error = %e, "pruning live events failed");
+        }
+        let Some(keep) = keep else { continue };
         match state.client.store().run_prune(now - keep).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, "pruned old runs"),

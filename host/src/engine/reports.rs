@@ -23,6 +23,9 @@ pub(crate) struct Reporter {
     pub(crate) job_id: JobId,
     pub(crate) run_id: RunId,
     pub(crate) feed: Arc<RunFeed>,
+    /// The job's template and queue, which live streams filter on.
+    pub(crate) template: String,
+    pub(crate) queue: String,
 }
 
 impl Reporter {
@@ -40,7 +43,7 @@ impl Reporter {
             }
             let batch = self.feed.take();
             for line in batch.lines {
-                self.client.emit(Event::Log { job_id: self.job_id, run_id: self.run_id, line });
+                self.emit(Event::Log { job_id: self.job_id, run_id: self.run_id, line });
             }
             if let Some(p) = batch.progress {
                 progress.offer(p);
@@ -59,7 +62,7 @@ impl Reporter {
         // The run is over: its outcome records the final progress and
         // checkpoint. Only the log lines still waiting are announced.
         for line in self.feed.take().lines {
-            self.client.emit(Event::Log { job_id: self.job_id, run_id: self.run_id, line });
+            self.emit(Event::Log { job_id: self.job_id, run_id: self.run_id, line });
         }
     }
 
@@ -67,7 +70,11 @@ impl Reporter {
         if let Err(e) = self.client.store().run_progress(self.run_id, &p).await {
             tracing::warn!(error = %e, "could not save progress");
         }
-        self.client.emit(Event::Progress { job_id: self.job_id, run_id: self.run_id, percent: p.percent, message: p.message });
+        self.emit(Event::Progress { job_id: self.job_id, run_id: self.run_id, percent: p.percent, message: p.message });
+    }
+
+    fn emit(&self, event: Event) {
+        self.client.emit_tagged(event, Some(&self.template), Some(&self.queue));
     }
 
     async fn checkpoint(&self, state: &str) {

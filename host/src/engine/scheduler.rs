@@ -90,6 +90,7 @@ async fn fire(client: &Client, stored: &StoredSchedule, now: Millis) -> Result<b
         return Ok(false);
     };
     tracing::info!(schedule = %stored.name, job = %id, firing = %firing, "schedule fired");
+    client.metrics().enqueued(&job.template, &job.queue);
     client.emit(Event::Enqueued { job_id: id, template: job.template.clone(), queue: job.queue.clone() });
     if firing <= now {
         client.trigger();

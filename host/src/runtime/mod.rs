@@ -299,7 +299,7 @@ impl Runtime {
         let template = std::mem::take(&mut request.info.template);
         let net = match RunNet::new(&template, &journal, limits, request.capabilities.as_ref(), &self.tls) {
             Ok(net) => net,
-            Err(e) => return finish(Ending::Failed { reason: Reason::Error, message: e.to_string() }, &journal, started),
+            Err(e) => return finish(Ending::Failed { reason: Reason::Error, message: e.to_string() }, &journal, started, 0),
         };
         let hooks = NetHooks::new(net, template.clone(), journal.clone());
         let state = RunState::new(journal.clone(), memory_cap, request.config.clone(), hooks, request.capabilities.clone());
@@ -352,11 +352,12 @@ impl Runtime {
                 _ = request.cancel.cancelled() => None,
             }
         };
+        let peak_memory = store.data().limiter.peak as u64;
         let ending = self.classify(&mut store, finished, &request, deadline, &limits);
         // Dropping the store ends whatever the run left in flight (requests,
         // connections) and closes their audit rows.
         drop(store);
-        finish(ending, &journal, started)
+        finish(ending, &journal, started, peak_memory)
     }
 
     fn classify(
@@ -440,7 +441,7 @@ impl Runtime {
 }
 
 /// Everything the run left behind, with secret values hidden before any cut.
-fn finish(ending: Ending, journal: &Mutex<Journal>, started: Instant) -> RunOutcome {
+fn finish(ending: Ending, journal: &Mutex<Journal>, started: Instant, peak_memory: u64) -> RunOutcome {
     let mut journal = journal.lock().unwrap();
     let ending = match ending {
         Ending::Succeeded { mut output } => {
@@ -469,6 +470,7 @@ fn finish(ending: Ending, journal: &Mutex<Journal>, started: Instant) -> RunOutc
         checkpoint: journal.checkpoint.take(),
         calls,
         duration: started.elapsed(),
+        peak_memory,
     }
 }
 

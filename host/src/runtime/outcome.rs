@@ -60,4 +60,6 @@ pub struct RunOutcome {
     pub calls: Vec<super::Call>,
     /// Wall time from the start of instantiation to the end of the run.
     pub duration: Duration,
+    /// The most linear memory the run was granted, in bytes.
+    pub peak_memory: u64,
 }

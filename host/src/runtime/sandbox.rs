@@ -95,11 +95,13 @@ impl tokio::io::AsyncWrite for CapturedStream {
 pub(crate) struct MemoryLimiter {
     cap: usize,
     pub(crate) refused: Option<usize>,
+    /// The most linear memory granted, in bytes (for the memory metric).
+    pub(crate) peak: usize,
 }
 
 impl MemoryLimiter {
     pub(crate) fn new(cap: usize) -> Self {
-        MemoryLimiter { cap, refused: None }
+        MemoryLimiter { cap, refused: None, peak: 0 }
     }
 }
 
@@ -109,6 +111,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             self.refused = Some(self.refused.map_or(desired, |d| d.max(desired)));
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 

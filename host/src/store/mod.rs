@@ -202,6 +202,9 @@ pub struct NewJob {
     pub discard_after: Option<Millis>,
     /// The job's narrowing of its template's allowed hosts (`None`: the template's).
     pub allowed_hosts: Option<Vec<AllowedHost>>,
+    /// The W3C `traceparent` of the request that enqueued it: its runs'
+    /// spans are children of it.
+    pub traceparent: Option<String>,
 }
 
 /// What inserting a job did.
@@ -269,6 +272,8 @@ pub struct Job {
     #[sqlx(try_from = "NullableJsonText")]
     #[schema(value_type = Option<Vec<String>>)]
     pub allowed_hosts: Option<Vec<AllowedHost>>,
+    /// The W3C `traceparent` it was enqueued with, if any.
+    pub traceparent: Option<String>,
 }
 
 /// A job claimed for a run, with what the run needs from its template as
@@ -676,6 +681,36 @@ pub trait Store: Send + Sync + 'static {
     async fn listen(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<Notice>>, StoreError> {
         Ok(None)
     }
+
+    // Live events across processes (see `crate::events`).
+
+    /// Registers or renews the watcher `id` (a process with live event
+    /// streams open) until `expires_at`. On PostgreSQL, listening nodes hear
+    /// of it at once ([`Notice::Watched`]).
+    async fn watcher_put(&self, id: &str, expires_at: Millis) -> Result<(), StoreError>;
+    /// Removes a watcher (its process closed its last stream).
+    async fn watcher_remove(&self, id: &str) -> Result<(), StoreError>;
+    /// Whether any watcher is fresh at `now`: nodes publish their events to
+    /// the cluster only then.
+    async fn watchers_any(&self, now: Millis) -> Result<bool, StoreError>;
+    /// Publishes one batch of wire events (JSON text under 8,000 bytes) from
+    /// the process `origin` to every watching process, in its own statement.
+    async fn event_publish(&self, origin: &str, batch: &str, now: Millis) -> Result<(), StoreError>;
+    /// Published batches pushed as they come (PostgreSQL); `None` where the
+    /// database cannot push, and the batches are read with `event_read`.
+    async fn event_listen(&self) -> Result<Option<tokio::sync::mpsc::Receiver<String>>, StoreError>;
+    /// The id of the latest stored batch (0 where batches are not stored).
+    async fn event_cursor(&self) -> Result<i64, StoreError>;
+    /// Stored batches after id `after`, oldest first, at most `limit`:
+    /// (id, origin, batch).
+    async fn event_read(&self, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>, StoreError>;
+    /// Deletes stored batches older than `before` and watchers that expired.
+    async fn event_prune(&self, before: Millis, now: Millis) -> Result<u64, StoreError>;
+
+    /// Jobs by queue and state at `now` (for the metrics): `available` (due),
+    /// `scheduled` (future, never run), `retrying` (future, after a failed
+    /// attempt) and `running`.
+    async fn job_counts(&self, now: Millis) -> Result<Vec<(String, String, i64)>, StoreError>;
 }
 
 /// What a database pushes to listening nodes.
@@ -694,6 +729,8 @@ pub enum Notice {
     /// The notification connection was lost and is back: notices may have
     /// been missed, so look again.
     Reconnected,
+    /// A process started watching live events: publish them from now on.
+    Watched,
 }
 
 /// The `p`-th percentile (0–100, nearest rank) of values sorted ascending;

@@ -20,6 +20,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 const JOBS_CHANNEL: &str = "elihu_jobs";
 /// The channel cancels notify: the payload is the job id.
 const CANCEL_CHANNEL: &str = "elihu_cancel";
+/// The channel a new watcher of live events notifies (no payload).
+const WATCH_CHANNEL: &str = "elihu_watch";
+/// The channel batches of live events go out on.
+const EVENTS_CHANNEL: &str = "elihu_events";
+/// Event batches a listening process holds before it drops the newest.
+const EVENT_BACKLOG: usize = 256;
 
 /// A batch of run ends as the columns `unnest` reads.
 pub struct PgEnds {
@@ -231,6 +237,7 @@ impl Dialect for PostgresDialect {
         let (channel, payload) = match notice {
             Notice::JobsAvailable { queue } => (JOBS_CHANNEL, queue.clone()),
             Notice::CancelRequested { job_id } => (CANCEL_CHANNEL, job_id.to_string()),
+            Notice::Watched => (WATCH_CHANNEL, String::new()),
             Notice::Reconnected => return Ok(()),
         };
         // Delivered at commit, to every listening node.
@@ -270,12 +277,13 @@ impl Dialect for PostgresDialect {
 
     async fn listen(pool: &PgPool) -> Result<Option<UnboundedReceiver<Notice>>, StoreError> {
         let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen_all([JOBS_CHANNEL, CANCEL_CHANNEL]).await?;
+        listener.listen_all([JOBS_CHANNEL, CANCEL_CHANNEL, WATCH_CHANNEL]).await?;
         let (tx, rx) = unbounded_channel();
         tokio::spawn(async move {
             loop {
                 let notice = match listener.try_recv().await {
                     Ok(Some(n)) if n.channel() == JOBS_CHANNEL => Notice::JobsAvailable { queue: n.payload().to_string() },
+                    Ok(Some(n)) if n.channel() == WATCH_CHANNEL => Notice::Watched,
                     Ok(Some(n)) => match n.payload().parse() {
                         Ok(job_id) => Notice::CancelRequested { job_id },
                         Err(_) => continue,
@@ -295,5 +303,54 @@ impl Dialect for PostgresDialect {
             }
         });
         Ok(Some(rx))
+    }
+
+    async fn event_publish(pool: &PgPool, _origin: &str, batch: &str, _now: Millis) -> Result<(), StoreError> {
+        // Its own autocommit statement: NOTIFY serialises committing
+        // transactions cluster-wide, so it never joins a claim or an outcome.
+        sqlx::query("SELECT pg_notify($1, $2)").bind(EVENTS_CHANNEL).bind(batch).execute(pool).await?;
+        Ok(())
+    }
+
+    async fn event_listen(pool: &PgPool) -> Result<Option<tokio::sync::mpsc::Receiver<String>>, StoreError> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(EVENTS_CHANNEL).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(EVENT_BACKLOG);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    received = listener.try_recv() => match received {
+                        // A full backlog drops the batch: watchers resync from the database.
+                        Ok(Some(n)) => match tx.try_send(n.payload().to_string()) {
+                            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
+                            _ => {}
+                        },
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listening for live events failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    },
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+
+    async fn event_cursor(_pool: &PgPool) -> Result<i64, StoreError> {
+        Ok(0)
+    }
+
+    async fn event_read(_pool: &PgPool, _after: i64, _limit: i64) -> Result<Vec<(i64, String, String)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn job_counts(pool: &PgPool, now: Millis) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(super::sql::JOB_COUNTS).bind(now).fetch_all(pool).await?)
+    }
+
+    async fn event_prune(_pool: &PgPool, _before: Millis) -> Result<u64, StoreError> {
+        Ok(0)
     }
 }

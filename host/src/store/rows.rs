@@ -129,6 +129,7 @@ mod tests {
             unique_key: key.map(str::to_string),
             discard_after: None,
             allowed_hosts: None,
+            traceparent: None,
         }
     }
 

@@ -64,7 +64,29 @@ pub trait Dialect: Send + Sync + 'static {
     async fn listen(_pool: &Pool<Self::Db>) -> Result<Option<UnboundedReceiver<Notice>>, StoreError> {
         Ok(None)
     }
+
+    // Live events across processes: see the matching `Store` methods.
+
+    /// Publishes a batch of wire events, outside any other transaction.
+    async fn event_publish(pool: &Pool<Self::Db>, origin: &str, batch: &str, now: Millis) -> Result<(), StoreError>;
+    /// Published batches as the database pushes them; `None` where it cannot.
+    async fn event_listen(pool: &Pool<Self::Db>) -> Result<Option<tokio::sync::mpsc::Receiver<String>>, StoreError>;
+    /// The latest stored batch's id.
+    async fn event_cursor(pool: &Pool<Self::Db>) -> Result<i64, StoreError>;
+    /// Stored batches after an id.
+    async fn event_read(pool: &Pool<Self::Db>, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>, StoreError>;
+    /// Deletes stored batches older than `before`.
+    async fn event_prune(pool: &Pool<Self::Db>, before: Millis) -> Result<u64, StoreError>;
+    /// Jobs by queue and state ([`JOB_COUNTS`]).
+    async fn job_counts(pool: &Pool<Self::Db>, now: Millis) -> Result<Vec<(String, String, i64)>, StoreError>;
 }
+
+/// Jobs by queue and state at `$1` (now), for the metrics.
+pub(super) const JOB_COUNTS: &str = "SELECT queue, state, COUNT(*) FROM (
+         SELECT queue, CASE WHEN state = 'running' THEN 'running' WHEN run_at <= $1 THEN 'available'
+                            WHEN attempt > 0 THEN 'retrying' ELSE 'scheduled' END AS state
+         FROM jobs) j
+     GROUP BY queue, state ORDER BY queue, state";
 
 /// Which jobs a claim takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +198,7 @@ impl SqlStore {
                 out.push(inserted);
             }
         }
+        Self::set_traceparents(tx, jobs, &out).await?;
         for queue in due {
             D::notify(tx, &Notice::JobsAvailable { queue: queue.to_string() }).await?;
         }
@@ -245,6 +268,17 @@ impl SqlStore {
             && at <= end.finished_at
         {
             D::notify(tx, &Notice::JobsAvailable { queue }).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores the `traceparent` of each new job that has one (rare: only
+    /// traced requests carry one), in the inserting transaction.
+    async fn set_traceparents(tx: &mut Transaction<'static, D::Db>, jobs: &[NewJob], inserted: &[Inserted]) -> Result<(), StoreError> {
+        for (job, inserted) in jobs.iter().zip(inserted) {
+            if let (Some(traceparent), Inserted::New(id)) = (&job.traceparent, inserted) {
+                sqlx::query("UPDATE jobs SET traceparent = $1 WHERE id = $2").bind(traceparent.as_str()).bind(*id).execute(&mut **tx).await?;
+            }
         }
         Ok(())
     }
@@ -709,6 +743,56 @@ impl Store for SqlStore {
 
     async fn listen(&self) -> Result<Option<UnboundedReceiver<Notice>>, StoreError> {
         D::listen(&self.pool).await
+    }
+
+    async fn watcher_put(&self, id: &str, expires_at: Millis) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("INSERT INTO watchers (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at")
+            .bind(id)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        D::notify(&mut tx, &Notice::Watched).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn watcher_remove(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM watchers WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn watchers_any(&self, now: Millis) -> Result<bool, StoreError> {
+        let fresh: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM watchers WHERE expires_at > $1 LIMIT 1) w")
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(fresh > 0)
+    }
+
+    async fn event_publish(&self, origin: &str, batch: &str, now: Millis) -> Result<(), StoreError> {
+        D::event_publish(&self.pool, origin, batch, now).await
+    }
+
+    async fn event_listen(&self) -> Result<Option<tokio::sync::mpsc::Receiver<String>>, StoreError> {
+        D::event_listen(&self.pool).await
+    }
+
+    async fn event_cursor(&self) -> Result<i64, StoreError> {
+        D::event_cursor(&self.pool).await
+    }
+
+    async fn event_read(&self, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>, StoreError> {
+        D::event_read(&self.pool, after, limit).await
+    }
+
+    async fn event_prune(&self, before: Millis, now: Millis) -> Result<u64, StoreError> {
+        let watchers = sqlx::query("DELETE FROM watchers WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+        Ok(D::rows_affected(&watchers) + D::event_prune(&self.pool, before).await?)
+    }
+
+    async fn job_counts(&self, now: Millis) -> Result<Vec<(String, String, i64)>, StoreError> {
+        D::job_counts(&self.pool, now).await
     }
 }
 }

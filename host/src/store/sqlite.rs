@@ -304,6 +304,40 @@ impl Dialect for SqliteDialect {
         }
         Ok(stats)
     }
+
+    async fn event_publish(pool: &SqlitePool, origin: &str, batch: &str, now: Millis) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO events (origin, created_at, payload) VALUES ($1, $2, $3)")
+            .bind(origin)
+            .bind(now)
+            .bind(batch)
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn event_listen(_pool: &SqlitePool) -> Result<Option<tokio::sync::mpsc::Receiver<String>>, StoreError> {
+        Ok(None)
+    }
+
+    async fn event_cursor(pool: &SqlitePool) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(pool).await?)
+    }
+
+    async fn event_read(pool: &SqlitePool, after: i64, limit: i64) -> Result<Vec<(i64, String, String)>, StoreError> {
+        Ok(sqlx::query_as("SELECT id, origin, payload FROM events WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+    }
+
+    async fn job_counts(pool: &SqlitePool, now: Millis) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(super::sql::JOB_COUNTS).bind(now).fetch_all(pool).await?)
+    }
+
+    async fn event_prune(pool: &SqlitePool, before: Millis) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM events WHERE created_at < $1").bind(before).execute(pool).await?.rows_affected())
+    }
 }
 
 #[cfg(test)]
@@ -314,4 +348,5 @@ mod tests {
     fn lists_are_json_arrays() {
         assert_eq!(json_list([JobId(1), JobId(2)].iter()), "[1,2]");
     }
+
 }
