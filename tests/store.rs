@@ -104,7 +104,7 @@ async fn insert(store: &Arc<dyn Store>, jobs: &[NewJob]) -> Vec<JobId> {
 }
 
 async fn claim(store: &Arc<dyn Store>, node: &str, limit: u32, now: Millis) -> Vec<Claimed> {
-    store.job_claim(node, "default", limit, now, now + Duration::from_secs(1)).await.unwrap()
+    store.job_claim(node, "default", limit, now, now + Duration::from_secs(1)).await.unwrap().jobs
 }
 
 fn ids(claimed: &[Claimed]) -> Vec<JobId> {
@@ -143,7 +143,7 @@ async fn claim_orders_by_priority(store: &Arc<dyn Store>) {
     assert!(first.iter().all(|c| c.job.attempt == 1 && c.job.state == JobState::Running && c.job.current_run == Some(c.run_id)));
     let rest = claim(store, "n2", 10, at(100)).await;
     assert_eq!(ids(&rest), [ids_[1], ids_[0]], "the future job stays");
-    assert!(store.job_claim("n2", "other-queue", 10, at(100_000), T0).await.unwrap().is_empty());
+    assert!(store.job_claim("n2", "other-queue", 10, at(100_000), T0).await.unwrap().jobs.is_empty());
     succeed(store, &[first, rest].concat()).await;
     let last = claim(store, "n1", 10, at(100_000)).await;
     assert_eq!(ids(&last), [ids_[4]]);
@@ -192,7 +192,7 @@ async fn fencing_rejects_a_stale_node(store: &Arc<dyn Store>) {
     let expired = store.run_expired(at(2000)).await.unwrap();
     assert_eq!(expired.iter().map(|r| r.id).collect::<Vec<_>>(), [first.run_id]);
     assert!(store.run_finish(&end(first.run_id, id, "old", Some(Reason::Expired)), JobNext::Retry { at: T0, refund: false }).await.unwrap());
-    let second = store.job_claim("new", "default", 1, at(2000), at(60_000)).await.unwrap().remove(0);
+    let second = store.job_claim("new", "default", 1, at(2000), at(60_000)).await.unwrap().jobs.remove(0);
     assert_eq!(second.job.attempt, 2);
     // The old node wakes up and tries to record success for its attempt: refused.
     assert!(!store.run_finish(&end(first.run_id, id, "old", None), JobNext::Delete).await.unwrap());

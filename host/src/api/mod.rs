@@ -3,10 +3,12 @@
 //! (`POST /v1/engine/run`) and the OpenAPI document (`/v1/openapi.json`),
 //! which utoipa derives from the handlers and their types as the router is
 //! built. Handlers live by concern: `templates`, `jobs` (and runs),
-//! `schedules`, `service` (health, the document, stats, nodes, the trigger).
+//! `schedules`, `queues` (settings, pause, resume), `service` (health, the
+//! document, stats, nodes, the trigger).
 
 mod error;
 mod jobs;
+mod queues;
 mod schedules;
 mod service;
 mod templates;
@@ -78,6 +80,10 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(schedules::schedule_get, schedules::schedule_put, schedules::schedule_delete))
         .routes(routes!(schedules::schedule_pause))
         .routes(routes!(schedules::schedule_resume))
+        .routes(routes!(queues::queue_list))
+        .routes(routes!(queues::queue_get, queues::queue_set))
+        .routes(routes!(queues::queue_pause))
+        .routes(routes!(queues::queue_resume))
         .routes(routes!(service::stats))
         .routes(routes!(service::nodes))
         .routes(routes!(service::engine_run))

@@ -3,7 +3,8 @@
 //! all, report jobs per second. Continuous: enqueue at a fixed rate for a
 //! while, report enqueue-to-start latency percentiles. Peak memory either way.
 //! It touches only its own data: the template `elihu-bench-noop` on the
-//! queue `elihu-bench`.
+//! queue `elihu-bench`, and that queue's settings (cleared, or a global limit
+//! with `--global-limit`, to measure what a limited claim costs).
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use serde_json::json;
 use elihu::engine::{Node, NodeConfig};
 use elihu::model::JobId;
 use elihu::runtime::RuntimeConfig;
-use elihu::store::{JobFilter, TemplateDefaults};
+use elihu::store::{JobFilter, QueueChange, TemplateDefaults};
 use elihu::{Enqueue, Event, units};
 
 use super::settings::{DbArgs, open_with};
@@ -45,6 +46,10 @@ pub struct BenchArgs {
     /// Runs in flight at once on this node.
     #[arg(long, default_value_t = 1000)]
     concurrency: u32,
+    /// A global concurrency limit on the bench queue (its claims then go
+    /// through the limited path); none by default.
+    #[arg(long)]
+    global_limit: Option<u32>,
 }
 
 /// Resident memory now and at its peak, in bytes (Linux).
@@ -85,6 +90,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "elihu bench on {}: removed its own earlier data ({jobs} jobs, {runs} runs of template {TEMPLATE}); nothing else is touched",
         args.db.url(&file)
     );
+    let limits = QueueChange { paused: Some(false), global_limit: Some(args.global_limit), rate: Some(None), partition: Some(None) };
+    client.queue_set(QUEUE, limits).await.context("setting the bench queue's limits")?;
+    if let Some(n) = args.global_limit {
+        eprintln!("the queue {QUEUE} has a global limit of {n} runs in flight");
+    }
     let noop = elihu::examples::get("noop").expect("elihu carries the noop example");
     let defaults = TemplateDefaults { queue: QUEUE.into(), max_attempts: 1, ..TemplateDefaults::default() };
     client

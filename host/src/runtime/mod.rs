@@ -24,6 +24,7 @@ pub use cancel::CancelHandle;
 pub use component::{LoadError, LoadSource, LoadedJob};
 pub use journal::{FeedBatch, GuestLimits, RunFeed, Throttle};
 pub use outcome::{Ending, Reason, RunOutcome};
+pub use sandbox::MAX_SNOOZE;
 
 use component::ComponentCache;
 use journal::Journal;
@@ -34,6 +35,8 @@ pub(crate) mod bindings {
         path: "../wit",
         world: "job",
         exports: { default: async },
+        // A snooze stops the guest: the host function traps.
+        imports: { "elihu:job/host.snooze": trappable },
     });
 }
 
@@ -295,6 +298,12 @@ impl Runtime {
             || format!("the run passed its timeout of {}", crate::units::format_duration(request.limits.timeout));
         let cancelled = || Ending::Failed { reason: Reason::Cancelled, message: "the run was cancelled".into() };
         let state = store.data();
+        if let (Some(snooze), Some(Err(Failure::Call(_)))) = (&state.snooze, &finished) {
+            return match snooze {
+                Ok(delay) => Ending::Snoozed { delay: *delay },
+                Err(message) => Ending::Failed { reason: Reason::Error, message: message.clone() },
+            };
+        }
         match finished {
             None if request.cancel.is_cancelled() => cancelled(),
             None => Ending::Failed { reason: Reason::Timeout, message: timeout_message() },

@@ -1,10 +1,11 @@
 //! The per-run sandbox: the store's data (WASI context without files,
 //! environment or network; stdout/stderr captured into the run's journal;
 //! memory limiter) and the host imports a job calls (`log`, `progress`,
-//! `checkpoint`, `config`).
+//! `checkpoint`, `config`, `snooze`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
@@ -128,7 +129,12 @@ pub(crate) struct RunState {
     pub(crate) journal: Arc<Mutex<Journal>>,
     config: Arc<BTreeMap<String, String>>,
     pub(crate) interrupted: Option<Interruption>,
+    /// The job called `snooze`: the delay it asked for, or why it was refused.
+    pub(crate) snooze: Option<Result<Duration, String>>,
 }
+
+/// The longest a job may snooze at once.
+pub const MAX_SNOOZE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl RunState {
     pub(crate) fn new(journal: Arc<Mutex<Journal>>, memory_cap: usize, config: Arc<BTreeMap<String, String>>) -> Self {
@@ -147,6 +153,7 @@ impl RunState {
             journal,
             config,
             interrupted: None,
+            snooze: None,
         }
     }
 }
@@ -181,5 +188,20 @@ impl host::Host for RunState {
 
     fn config(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
+    }
+
+    fn snooze(&mut self, milliseconds: u64) -> wasmtime::Result<()> {
+        let delay = Duration::from_millis(milliseconds);
+        self.snooze = Some(if delay <= MAX_SNOOZE {
+            Ok(delay)
+        } else {
+            Err(format!(
+                "the job asked to snooze for {}; the longest snooze is {}",
+                crate::units::format_duration(delay),
+                crate::units::format_duration(MAX_SNOOZE)
+            ))
+        });
+        // The trap stops the guest here; `classify` reads what was asked.
+        Err(wasmtime::Error::msg("the job snoozed"))
     }
 }
