@@ -15,37 +15,11 @@ use serde_json::json;
 
 use crate::support::node::{Backend, TestDb};
 
-const T0: Millis = Millis(1_800_000_000_000);
+pub(crate) const T0: Millis = Millis(1_800_000_000_000);
 
 /// `ms` milliseconds after T0.
-fn at(ms: u64) -> Millis {
+pub(crate) fn at(ms: u64) -> Millis {
     T0 + Duration::from_millis(ms)
-}
-
-/// Emits one test per check per backend: `sqlite::CHECK` and `postgres::CHECK`.
-macro_rules! contract {
-    ($($check:ident),* $(,)?) => {
-        mod sqlite {
-            use crate::support::node::{Backend, TestDb};
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    let db = TestDb::on(Backend::Sqlite).await;
-                    super::$check(&db.store().await).await
-                }
-            )*
-        }
-        mod postgres {
-            use crate::support::node::{Backend, TestDb};
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    let db = TestDb::on(Backend::Postgres).await;
-                    super::$check(&db.store().await).await
-                }
-            )*
-        }
-    };
 }
 
 contract!(
@@ -68,7 +42,7 @@ contract!(
     stats_count_runs_and_jobs_per_template,
 );
 
-async fn with_template(store: &Arc<dyn Store>, name: &str) -> Digest {
+pub(crate) async fn with_template(store: &Arc<dyn Store>, name: &str) -> Digest {
     let bytes = format!("component {name}").into_bytes();
     let digest = Digest::of(&bytes);
     store.component_put(&digest, &bytes, T0).await.unwrap();
@@ -76,11 +50,11 @@ async fn with_template(store: &Arc<dyn Store>, name: &str) -> Digest {
     digest
 }
 
-fn node(id: &str, heartbeat_at: Millis) -> NodeInfo {
+pub(crate) fn node(id: &str, heartbeat_at: Millis) -> NodeInfo {
     NodeInfo { id: id.into(), hostname: "h".into(), pid: 1, queues: "default=1".into(), started_at: T0, heartbeat_at }
 }
 
-fn job(template: &str, priority: i32, run_at: Millis) -> NewJob {
+pub(crate) fn job(template: &str, priority: i32, run_at: Millis) -> NewJob {
     NewJob {
         template: template.into(),
         context: "{}".into(),
@@ -95,23 +69,23 @@ fn job(template: &str, priority: i32, run_at: Millis) -> NewJob {
     }
 }
 
-fn keyed(template: &str, key: &str) -> NewJob {
+pub(crate) fn keyed(template: &str, key: &str) -> NewJob {
     NewJob { unique_key: Some(key.into()), ..job(template, 0, T0) }
 }
 
-async fn insert(store: &Arc<dyn Store>, jobs: &[NewJob]) -> Vec<JobId> {
+pub(crate) async fn insert(store: &Arc<dyn Store>, jobs: &[NewJob]) -> Vec<JobId> {
     store.job_insert(jobs, T0).await.unwrap().into_iter().map(Inserted::id).collect()
 }
 
-async fn claim(store: &Arc<dyn Store>, node: &str, limit: u32, now: Millis) -> Vec<Claimed> {
+pub(crate) async fn claim(store: &Arc<dyn Store>, node: &str, limit: u32, now: Millis) -> Vec<Claimed> {
     store.job_claim(node, "default", limit, now, now + Duration::from_secs(1)).await.unwrap().jobs
 }
 
-fn ids(claimed: &[Claimed]) -> Vec<JobId> {
+pub(crate) fn ids(claimed: &[Claimed]) -> Vec<JobId> {
     claimed.iter().map(|c| c.job.id).collect()
 }
 
-fn end(run_id: RunId, job_id: JobId, node: &str, reason: Option<Reason>) -> RunEnd {
+pub(crate) fn end(run_id: RunId, job_id: JobId, node: &str, reason: Option<Reason>) -> RunEnd {
     RunEnd {
         run_id,
         job_id,
@@ -128,7 +102,7 @@ fn end(run_id: RunId, job_id: JobId, node: &str, reason: Option<Reason>) -> RunE
 }
 
 /// Records the success of each claimed run on its node.
-async fn succeed(store: &Arc<dyn Store>, claimed: &[Claimed]) {
+pub(crate) async fn succeed(store: &Arc<dyn Store>, claimed: &[Claimed]) {
     for c in claimed {
         let node = c.job.node_id.clone().unwrap();
         assert!(store.run_finish(&end(c.run_id, c.job.id, &node, None), JobNext::Delete).await.unwrap(), "{c:?}");

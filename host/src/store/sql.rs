@@ -649,7 +649,7 @@ impl Store for SqlStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let before = Self::settings(&mut *tx, name, " FOR UPDATE").await?;
+        let before = Self::settings(&mut *tx, name, D::LOCK_SETTINGS).await?;
         let after = before.changed(change);
         let repartition = after.partition != before.partition;
         if repartition && let Some(lock) = D::LOCK_JOBS {
