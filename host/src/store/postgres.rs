@@ -93,7 +93,14 @@ fn limited_claim_sql(settings: &QueueSettings) -> &'static str {
          started AS (INSERT INTO queue_starts (queue, partition_key, started_at) SELECT c.queue, c.partition_key, $3 FROM claimed c),
          forgotten AS (DELETE FROM queue_starts WHERE queue = $2 AND started_at <= $8)";
     static SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
-        let picked = |pick: &str| format!("WHERE j.id IN ({pick})");
+        // The job's own state is checked again on the row as locked: a row
+        // another claim took after this statement's snapshot is skipped.
+        let picked = |pick: &str| {
+            format!(
+                "WHERE j.id IN ({pick}) AND j.queue = $2 AND j.state = 'available' AND j.run_at <= $3
+                   AND (j.discard_after IS NULL OR j.discard_after >= $3)"
+            )
+        };
         [
             claim_sql(&picked(flow::PICK_LIMITED), ""),
             claim_sql(&picked(flow::PICK_LIMITED), RECORD_STARTS),
