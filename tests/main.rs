@@ -54,6 +54,7 @@ mod support;
 mod api;
 mod cli_node;
 mod cli_run;
+mod flow;
 mod hostile;
 mod loading;
 mod multinode;
