@@ -138,7 +138,11 @@ fn rerun_if_changed_tree(dir: &Path) {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
-        if name == "target" {
+        // `js/` and `python/` (in example-jobs/ and guest-sdk/) hold the
+        // JavaScript and Python SDKs and examples, with their node_modules
+        // and virtualenvs: nothing this script builds reads them (the tests
+        // build them, and `elihu new` includes its files through rustc).
+        if name == "target" || name == "js" || name == "python" {
             continue;
         }
         if path.is_dir() {

@@ -209,11 +209,11 @@ async fn bench_measures_with_its_own_data_only() {
     let out = elihu(&db, &["bench", "-n", "300", "--batch-size", "100", "--concurrency", "8"]);
     let stdout = ok(&out);
     assert!(stdout.starts_with("burn-down: 300 no-op wasm jobs in "), "{stdout}");
-    assert!(text(&out.stderr).contains("removed its own earlier data (0 jobs, 0 runs of template elihu-bench-noop)"));
+    assert!(text(&out.stderr).contains("removed its own earlier data (0 jobs, 0 runs of templates elihu-bench-noop and elihu-bench-job)"));
     let out = elihu(&db, &["bench", "--duration", "1s", "--rate", "50", "--concurrency", "4"]);
     let stdout = ok(&out);
     assert!(stdout.starts_with("continuous: ") && stdout.contains("enqueue-to-start p50"), "{stdout}");
-    assert!(text(&out.stderr).contains("(0 jobs, 300 runs of template elihu-bench-noop)"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("(0 jobs, 300 runs of templates elihu-bench-noop and elihu-bench-job)"), "{}", text(&out.stderr));
     let client = db.client().await;
     let jobs = client.job_list(&JobFilter::default()).await.unwrap();
     assert_eq!(jobs.iter().map(|j| j.template.as_str()).collect::<Vec<_>>(), ["hello"], "other jobs are untouched");

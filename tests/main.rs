@@ -52,12 +52,14 @@ macro_rules! contract {
 mod support;
 
 mod api;
+mod authoring;
 mod cli_node;
 mod cli_run;
 mod flow;
 mod hostile;
 mod loading;
 mod multinode;
+mod polyglot;
 mod queue;
 mod runtime;
 mod schedules;

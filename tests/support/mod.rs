@@ -9,6 +9,7 @@ use elihu::runtime::{JobInfo, LoadedJob, RunLimits, RunOutcome, RunRequest, Runt
 use serde_json::Value;
 
 pub mod node;
+pub mod polyglot;
 pub mod postgres;
 pub mod process;
 

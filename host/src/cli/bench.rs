@@ -1,12 +1,15 @@
 //! `elihu bench`: throughput and latency of this node on a database, with
-//! no-op wasm jobs (each in a fresh sandbox). Burn-down: enqueue N, work them
-//! all, report jobs per second. Continuous: enqueue at a fixed rate for a
-//! while, report enqueue-to-start latency percentiles. Peak memory either way.
-//! It touches only its own data: the template `elihu-bench-noop` on the
-//! queue `elihu-bench`, and that queue's settings (cleared, or a global limit
-//! with `--global-limit`, to measure what a limited claim costs).
+//! no-op wasm jobs (each in a fresh sandbox) or a job component of your own
+//! (`--job FILE.wasm`, e.g. the JavaScript or Python hello example).
+//! Burn-down: enqueue N, work them all, report jobs per second. Continuous:
+//! enqueue at a fixed rate for a while, report enqueue-to-start latency
+//! percentiles. Peak memory either way. It touches only its own data: the
+//! templates `elihu-bench-noop` and `elihu-bench-job` on the queue
+//! `elihu-bench`, and that queue's settings (cleared, or a global limit with
+//! `--global-limit`, to measure what a limited claim costs).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +26,9 @@ use elihu::{Enqueue, Event, units};
 
 use super::settings::{DbArgs, open_with};
 
-const TEMPLATE: &str = "elihu-bench-noop";
+/// The template of the carried no-op job, and of a `--job` component.
+const NOOP_TEMPLATE: &str = "elihu-bench-noop";
+const JOB_TEMPLATE: &str = "elihu-bench-job";
 const QUEUE: &str = "elihu-bench";
 
 /// Arguments of `elihu bench`.
@@ -50,6 +55,14 @@ pub struct BenchArgs {
     /// through the limited path); none by default.
     #[arg(long)]
     global_limit: Option<u32>,
+    /// The job component to run instead of the carried no-op job (for
+    /// example `example-jobs/js/dist/hello.wasm`; use a small `--concurrency`
+    /// for big components: each run in flight holds its own heap).
+    #[arg(long, value_name = "FILE.wasm")]
+    job: Option<PathBuf>,
+    /// The context of every job.
+    #[arg(long, default_value = "{}")]
+    context: String,
 }
 
 /// Resident memory now and at its peak, in bytes (Linux).
@@ -82,12 +95,27 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.jobs.is_none() && args.duration.is_none() {
         bail!("give -n COUNT (burn-down) or --duration D (continuous at --rate)");
     }
+    let context = elihu::schema::parse_json("the context", &args.context)?;
+    let (template, what, wasm) = match &args.job {
+        Some(path) => {
+            let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            (JOB_TEMPLATE, format!("{} wasm", path.display()), wasm)
+        }
+        None => {
+            let noop = elihu::examples::get("noop").expect("elihu carries the noop example");
+            (NOOP_TEMPLATE, "no-op wasm".to_string(), noop.wasm.to_vec())
+        }
+    };
     let file = args.db.file()?;
     let runtime = RuntimeConfig { max_concurrent_runs: args.concurrency + 16, ..RuntimeConfig::default() };
     let client = open_with(&args.db, &file, runtime).await?;
-    let (jobs, runs) = client.store().template_purge(TEMPLATE).await?;
+    let (mut jobs, mut runs) = (0, 0);
+    for name in [NOOP_TEMPLATE, JOB_TEMPLATE] {
+        let (j, r) = client.store().template_purge(name).await?;
+        (jobs, runs) = (jobs + j, runs + r);
+    }
     eprintln!(
-        "elihu bench on {}: removed its own earlier data ({jobs} jobs, {runs} runs of template {TEMPLATE}); nothing else is touched",
+        "elihu bench on {}: removed its own earlier data ({jobs} jobs, {runs} runs of templates {NOOP_TEMPLATE} and {JOB_TEMPLATE}); nothing else is touched",
         args.db.url(&file)
     );
     let limits = QueueChange { paused: Some(false), global_limit: Some(args.global_limit), rate: Some(None), partition: Some(None) };
@@ -95,19 +123,20 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.global_limit {
         eprintln!("the queue {QUEUE} has a global limit of {n} runs in flight");
     }
-    let noop = elihu::examples::get("noop").expect("elihu carries the noop example");
     let defaults = TemplateDefaults { queue: QUEUE.into(), max_attempts: 1, ..TemplateDefaults::default() };
+    let loaded = Instant::now();
     client
-        .template_push(TEMPLATE, noop.wasm, &json!({"type": "object"}), &defaults, &BTreeMap::new())
+        .template_push(template, &wasm, &json!({"type": "object"}), &defaults, &BTreeMap::new())
         .await
         .context("pushing the bench template")?;
+    eprintln!("pushed {what} as template {template} in {:.2} s", loaded.elapsed().as_secs_f64());
     let config = NodeConfig {
         queues: BTreeMap::from([(QUEUE.to_string(), args.concurrency)]),
         prune_after: None,
         ..NodeConfig::default()
     };
     let remaining = |client: elihu::Client| async move {
-        let filter = JobFilter { template: Some(TEMPLATE.into()), limit: Some(1), ..JobFilter::default() };
+        let filter = JobFilter { template: Some(template.into()), limit: Some(1), ..JobFilter::default() };
         client.job_list(&filter).await.map(|j| j.len())
     };
 
@@ -116,7 +145,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let mut left = total;
         while left > 0 {
             let n = left.min(args.batch_size as u64);
-            let batch = (0..n).map(|_| Enqueue::new(TEMPLATE, json!({}))).collect();
+            let batch = (0..n).map(|_| Enqueue::new(template, context.clone())).collect();
             client.enqueue_batch(batch).await?;
             left -= n;
         }
@@ -157,7 +186,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         node.shutdown().await;
         let (rss, peak) = memory();
         println!(
-            "burn-down: {total} no-op wasm jobs in {:.2} s = {:.0} jobs/s (RSS {}, peak {}{})",
+            "burn-down: {total} {what} jobs in {:.2} s = {:.0} jobs/s (RSS {}, peak {}{})",
             took.as_secs_f64(),
             total as f64 / took.as_secs_f64(),
             mib(rss),
@@ -176,6 +205,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let client = client.clone();
         let enqueued_at = enqueued_at.clone();
         let rate = args.rate.max(1);
+        let context = context.clone();
         tokio::spawn(async move {
             let tick = Duration::from_millis(10);
             let per_tick = (rate as f64 * tick.as_secs_f64()).max(1.0);
@@ -191,7 +221,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 let at = Instant::now();
-                let batch = (0..n).map(|_| Enqueue::new(TEMPLATE, json!({}))).collect();
+                let batch = (0..n).map(|_| Enqueue::new(template, context.clone())).collect();
                 match client.enqueue_batch(batch).await {
                     Ok(ids) => {
                         let mut map = enqueued_at.lock().unwrap();

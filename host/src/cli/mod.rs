@@ -1,8 +1,10 @@
 //! `elihu` subcommands: argument parsing and dispatch; each command lives in its own module.
 
 mod bench;
+mod cache;
 mod demo;
 mod jobs;
+mod new;
 mod queue;
 mod run;
 mod schedule;
@@ -30,6 +32,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run a job component once, locally: the job author's loop.
     Run(run::RunArgs),
+    /// Start a job project in Rust, JavaScript or Python.
+    New(new::NewArgs),
     /// Manage templates.
     #[command(subcommand)]
     Template(template::TemplateCommand),
@@ -53,10 +57,13 @@ enum Command {
     Stats(jobs::DbOnly),
     /// Nodes working the database.
     Nodes(jobs::DbOnly),
-    /// Measure throughput and latency with no-op wasm jobs (its own data only).
+    /// Measure throughput and latency with no-op wasm jobs or a component of yours (its own data only).
     Bench(bench::BenchArgs),
     /// Create or update the database's tables.
     Migrate(jobs::DbOnly),
+    /// The compiled-artifact cache on this machine: list, prune.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -79,6 +86,7 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => demo::demo(args).await,
             Command::Serve(args) => serve::serve(args).await,
             Command::Run(args) => run::run(args).await,
+            Command::New(args) => new::new(args),
             Command::Template(command) => template::run(command).await,
             Command::Enqueue(args) => jobs::enqueue(args).await,
             Command::Jobs(command) => jobs::jobs(command).await,
@@ -90,6 +98,7 @@ pub fn main() -> ExitCode {
             Command::Nodes(args) => jobs::nodes(args).await,
             Command::Migrate(args) => jobs::migrate(args).await,
             Command::Bench(args) => bench::bench(args).await,
+            Command::Cache(command) => cache::run(command),
         }
     });
     // Runs still blocked in host calls must not hold the process open.

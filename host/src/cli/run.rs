@@ -1,16 +1,18 @@
 //! `elihu run FILE.wasm --context JSON`: runs a job once, locally, printing its
-//! logs and progress as they come and its output at the end.
+//! logs and progress as they come and its output at the end. It shares the
+//! node's compiled-artifact cache, so only the first run of a component
+//! compiles it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
 use elihu::model::{LogLevel, LogLine};
-use elihu::runtime::{Ending, JobInfo, RunFeed, RunLimits, RunRequest, Runtime, RuntimeConfig, Throttle};
+use elihu::runtime::{Ending, JobInfo, LoadSource, RunFeed, RunLimits, RunRequest, Runtime, RuntimeConfig, Throttle};
 use elihu::schema::{ContextSchema, parse_json};
 use elihu::units;
 
@@ -84,13 +86,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
+    // The config file may name the artifact directory (`cache_dir`).
+    let settings = super::settings::DbArgs {
+        database: None,
+        config_file: std::env::var_os("ELIHU_CONFIG_FILE").map(PathBuf::from),
+    };
+    let artifact_dir = super::settings::cache_dir(&settings.file()?);
     let runtime = Runtime::new(RuntimeConfig {
         epoch_tick: args.tick,
         max_concurrent_runs: 4,
         max_memory: args.memory.max(RuntimeConfig::default().max_memory),
+        artifact_dir: Some(artifact_dir.clone()),
         ..RuntimeConfig::default()
     })?;
-    let job = runtime.load(&bytes).with_context(|| format!("loading {name}"))?;
+    let loading = Instant::now();
+    let (job, source) = runtime.load_with_source(&bytes).with_context(|| format!("loading {name}"))?;
+    let took = units::format_duration(round_ms(loading.elapsed()));
+    match source {
+        LoadSource::Compiled => {
+            eprintln!("[ host] compiled {name} in {took}; kept in the artifact cache ({}) for the next run", artifact_dir.display())
+        }
+        LoadSource::Disk | LoadSource::Memory => eprintln!("[ host] loaded {name} from the artifact cache in {took}"),
+    }
 
     let limits = runtime.config().limits;
     let feed = RunFeed::new(limits.max_streamed_lines);

@@ -234,14 +234,15 @@ pub fn file_duration(key: &str, value: &Option<String>) -> anyhow::Result<Option
         .transpose()
 }
 
-/// Where compiled artifacts are kept: `cache_dir`, else `$XDG_CACHE_HOME/elihu`
-/// or `~/.cache/elihu`, else the temp dir.
+/// Where compiled artifacts are kept: `ELIHU_CACHE_DIR`, else the config
+/// file's `cache_dir`, else `$XDG_CACHE_HOME/elihu` or `~/.cache/elihu`, else
+/// the temp dir.
 pub fn cache_dir(file: &FileSettings) -> PathBuf {
-    if let Some(dir) = &file.cache_dir {
-        return dir.clone();
-    }
     if let Ok(dir) = std::env::var("ELIHU_CACHE_DIR") {
         return PathBuf::from(dir);
+    }
+    if let Some(dir) = &file.cache_dir {
+        return dir.clone();
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)

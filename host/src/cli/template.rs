@@ -146,10 +146,19 @@ async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         backoff_max_ms: ms(args.backoff_max, base.backoff_max_ms),
     };
     let config: BTreeMap<String, String> = args.config.into_iter().collect();
+    // Compiled on this machine before (by `elihu run`, a push, a node)? Then
+    // the push loads the artifact instead of compiling.
+    let compiled = client.runtime().is_compiled(&elihu::model::Digest::of(&wasm));
+    let pushing = std::time::Instant::now();
     let template = client
         .template_push(&args.name, &wasm, &schema, &defaults, &config)
         .await
         .with_context(|| format!("pushing {} as template `{}`", args.file.display(), args.name))?;
-    println!("template {} version {} ({})", template.name, template.version, template.digest.short());
+    let how = if compiled {
+        "compiled code from the artifact cache".to_string()
+    } else {
+        format!("compiled in {}", units::format_duration(Duration::from_millis(pushing.elapsed().as_millis() as u64)))
+    };
+    println!("template {} version {} ({}; {how})", template.name, template.version, template.digest.short());
     Ok(ExitCode::SUCCESS)
 }

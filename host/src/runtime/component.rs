@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
+use super::artifacts::{self, Artifact};
 use super::bindings::JobPre;
 use crate::model::Digest;
 use super::sandbox::RunState;
@@ -116,7 +118,38 @@ impl ComponentCache {
     }
 
     fn artifact_path(&self, digest: &Digest) -> Option<PathBuf> {
-        self.artifact_dir.as_ref().map(|d| d.join(format!("{digest}-{}.cwasm", self.compat)))
+        self.artifact_dir.as_ref().map(|d| d.join(artifacts::file_name(digest, &self.compat)))
+    }
+
+    /// Whether `digest` is compiled already: loaded, or an artifact on disk.
+    pub(crate) fn is_compiled(&self, digest: &Digest) -> bool {
+        self.get(digest).is_some() || self.artifact_path(digest).is_some_and(|p| p.exists())
+    }
+
+    /// The artifacts on disk, newest use first (none without a directory).
+    pub(crate) fn artifacts(&self) -> std::io::Result<Vec<Artifact>> {
+        match &self.artifact_dir {
+            Some(dir) => artifacts::list(dir, &self.compat),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Removes the artifacts other builds wrote, those last used before
+    /// `unused_since` (all of them with `SystemTime::now()`), and temp files
+    /// of writers that died. Returns what it removed.
+    pub(crate) fn prune(&self, unused_since: Option<SystemTime>) -> std::io::Result<Vec<Artifact>> {
+        let Some(dir) = &self.artifact_dir else { return Ok(Vec::new()) };
+        let mut removed = Vec::new();
+        for artifact in artifacts::list(dir, &self.compat)? {
+            if !artifact.current || unused_since.is_some_and(|t| artifact.last_used < t) {
+                std::fs::remove_file(&artifact.path)?;
+                removed.push(artifact);
+            }
+        }
+        for tmp in artifacts::stale_temp_files(dir) {
+            std::fs::remove_file(tmp)?;
+        }
+        Ok(removed)
     }
 
     pub(crate) fn load(
@@ -130,6 +163,7 @@ impl ComponentCache {
         if let Some(job) = self.get(&digest) {
             return Ok((job, LoadSource::Memory));
         }
+        let started = Instant::now();
         let (component, source) = match self.from_disk(engine, &digest) {
             Some(component) => (component, LoadSource::Disk),
             None => {
@@ -138,6 +172,12 @@ impl ComponentCache {
                 (component, LoadSource::Compiled)
             }
         };
+        tracing::info!(
+            digest = digest.short(),
+            source = if source == LoadSource::Disk { "artifact cache" } else { "compiled" },
+            took_ms = started.elapsed().as_millis() as u64,
+            "component loaded"
+        );
         let pre = check_world(engine, linker, &component)?;
         let job = Arc::new(LoadedJob { digest: digest.clone(), pre });
         self.loaded.lock().unwrap().insert(digest, job.clone());
@@ -153,7 +193,10 @@ impl ComponentCache {
         // for the same engine configuration (the compatibility hash is in its
         // name); wasmtime checks the header again and we recompile on error.
         match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => Some(component),
+            Ok(component) => {
+                artifacts::touch(&path);
+                Some(component)
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled artifact");
                 None
@@ -163,20 +206,13 @@ impl ComponentCache {
 
     fn to_disk(&self, digest: &Digest, component: &Component) {
         let Some(path) = self.artifact_path(digest) else { return };
-        if let Err(e) = write_artifact(&path, component) {
+        let written = component.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
+            artifacts::write(&path, &bytes).map_err(|e| e.to_string())
+        });
+        if let Err(e) = written {
             tracing::warn!(path = %path.display(), error = %e, "could not keep the compiled artifact; it will be recompiled next time");
         }
     }
-}
-
-fn write_artifact(path: &Path, component: &Component) -> Result<(), Box<dyn std::error::Error>> {
-    let bytes = component.serialize().map_err(|e| e.to_string())?;
-    let dir = path.parent().ok_or("no parent directory")?;
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().unwrap().to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 /// Checks the component against the `job` world: the `run` export first (the

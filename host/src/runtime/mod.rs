@@ -5,6 +5,7 @@
 //! classifies how it ended. Knows nothing of SQL: it speaks the values of
 //! `model` and decides only what the sandbox decides.
 
+mod artifacts;
 mod cancel;
 mod component;
 mod journal;
@@ -20,12 +21,14 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
+pub use artifacts::Artifact;
 pub use cancel::CancelHandle;
 pub use component::{LoadError, LoadSource, LoadedJob};
 pub use journal::{FeedBatch, GuestLimits, RunFeed, Throttle};
 pub use outcome::{Ending, Reason, RunOutcome};
 pub use sandbox::MAX_SNOOZE;
 
+use crate::model::Digest;
 use component::ComponentCache;
 use journal::Journal;
 use sandbox::{Interruption, RunState};
@@ -39,6 +42,10 @@ pub(crate) mod bindings {
         imports: { "elihu:job/host.snooze": trappable },
     });
 }
+
+/// Core instances the pool holds per run in flight: a Python component
+/// (componentize-py) instantiates 14; a single component may use twice this.
+const CORE_INSTANCES_PER_RUN: u32 = 16;
 
 /// How the runtime is set up. `Default` suits one node on a small machine.
 #[derive(Debug, Clone)]
@@ -143,15 +150,22 @@ impl Runtime {
     /// Builds the engine and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let runs = config.max_concurrent_runs.max(1);
+        // Sized for every run in flight being a big guest: a JavaScript job
+        // (componentize-js, ~12 MiB) has 4 core instances, a Python one
+        // (componentize-py, ~18 MiB) 14, each with 1 memory, 2 tables and up
+        // to 10,600 functions in one module; a Rust job has 3. Totals only
+        // reserve address space; a slot's pages are committed when used.
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(runs)
-            .total_core_instances(runs * 8)
+            .total_core_instances(runs * CORE_INSTANCES_PER_RUN)
             .total_memories(runs * 2)
             .total_tables(runs * 4)
             .total_stacks(runs)
-            .max_core_instances_per_component(16)
+            .max_core_instances_per_component(2 * CORE_INSTANCES_PER_RUN)
             .max_memories_per_component(4)
             .max_tables_per_component(16)
+            .max_core_instance_size(2 << 20)
+            .table_elements(1 << 16)
             .max_memory_size(config.max_memory as usize)
             .max_unused_warm_slots(runs.min(64))
             // Between runs a slot is reset in place rather than unmapped and
@@ -215,6 +229,25 @@ impl Runtime {
     /// A component loaded earlier, by digest.
     pub fn loaded(&self, digest: &crate::model::Digest) -> Option<Arc<LoadedJob>> {
         self.cache.get(digest)
+    }
+
+    /// Whether the component `digest` is compiled already (loaded in this
+    /// process, or its artifact on disk): loading it will not compile.
+    pub fn is_compiled(&self, digest: &Digest) -> bool {
+        self.cache.is_compiled(digest)
+    }
+
+    /// The compiled artifacts in the artifact directory, most recently used
+    /// first; [`Artifact::current`] tells those this build can load.
+    pub fn artifacts(&self) -> std::io::Result<Vec<Artifact>> {
+        self.cache.artifacts()
+    }
+
+    /// Removes from the artifact directory what other builds of elihu wrote
+    /// (this one cannot load it) and, given `unused_since`, the artifacts
+    /// last used before then. Returns what it removed.
+    pub fn prune_artifacts(&self, unused_since: Option<std::time::SystemTime>) -> std::io::Result<Vec<Artifact>> {
+        self.cache.prune(unused_since)
     }
 
     /// Runs a job once in a fresh sandbox and says how it ended. Never fails
@@ -304,6 +337,13 @@ impl Runtime {
                 Err(message) => Ending::Failed { reason: Reason::Error, message: message.clone() },
             };
         }
+        let memory_message = |wanted: usize| {
+            format!(
+                "the run hit its memory limit of {} (it tried to grow its memory to {})",
+                crate::units::format_size(request.limits.memory.min(self.config.max_memory)),
+                crate::units::format_size(wanted as u64)
+            )
+        };
         match finished {
             None if request.cancel.is_cancelled() => cancelled(),
             None => Ending::Failed { reason: Reason::Timeout, message: timeout_message() },
@@ -322,7 +362,15 @@ impl Runtime {
                     Ending::Succeeded { output }
                 }
             }
-            Some(Ok(Err(message))) => Ending::Failed { reason: Reason::Error, message },
+            // A guest whose runtime turns a refused allocation into an
+            // exception (JavaScript, Python) returns an error: still `memory`.
+            Some(Ok(Err(message))) => match state.limiter.refused {
+                Some(wanted) => Ending::Failed {
+                    reason: Reason::Memory,
+                    message: format!("{}; the job then failed with: {message}", memory_message(wanted)),
+                },
+                None => Ending::Failed { reason: Reason::Error, message },
+            },
             Some(Err(Failure::Instantiate(error))) if state.limiter.refused.is_none() => Ending::Failed {
                 reason: Reason::Error,
                 message: format!("the sandbox could not start the job: {error:#}"),
@@ -334,14 +382,7 @@ impl Runtime {
                     Ending::Failed { reason: Reason::Timeout, message: timeout_message() }
                 }
                 None => match state.limiter.refused {
-                    Some(wanted) => Ending::Failed {
-                        reason: Reason::Memory,
-                        message: format!(
-                            "the run hit its memory limit of {} (it tried to grow its memory to {})",
-                            crate::units::format_size(request.limits.memory.min(self.config.max_memory)),
-                            crate::units::format_size(wanted as u64)
-                        ),
-                    },
+                    Some(wanted) => Ending::Failed { reason: Reason::Memory, message: memory_message(wanted) },
                     None => match error.downcast_ref::<Trap>() {
                         Some(trap) => Ending::Failed { reason: Reason::Trap, message: trap.to_string() },
                         None => Ending::Failed {

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgQueryResult};
-use sqlx::{Postgres, Transaction};
+use sqlx::{FromRow, Postgres, Transaction};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use super::flow;
@@ -85,6 +85,13 @@ fn claim_sql(picked: &str, also: &str) -> String {
     )
 }
 
+/// Decodes the rows of a claim statement. The rows are taken first and
+/// decoded after the statement, which then ends as soon as PostgreSQL has
+/// sent them.
+fn decode(rows: Vec<sqlx::postgres::PgRow>) -> Result<Vec<Claimed>, StoreError> {
+    Ok(rows.iter().map(Claimed::from_row).collect::<Result<_, _>>()?)
+}
+
 /// The claim statement of a limited queue with these settings: the pick of
 /// `flow`, and for a rate-limited queue its starts recorded and those that
 /// left the window forgotten, in the same statement.
@@ -158,15 +165,15 @@ impl Dialect for PostgresDialect {
         let (queue, limit) = match pick {
             Pick::Queue { queue, limit } => (queue, limit),
             Pick::Job(id) => {
-                let query = sqlx::query_as(&BY_ID).bind(node_id).bind(id).bind(now).bind(1i64).bind(expires_at);
-                return Ok(Claim { jobs: query.fetch_all(pool).await?, held: None });
+                let query = sqlx::query(&BY_ID).bind(node_id).bind(id).bind(now).bind(1i64).bind(expires_at);
+                return Ok(Claim { jobs: decode(query.fetch_all(pool).await?)?, held: None });
             }
         };
-        let unlimited = || sqlx::query_as(&BY_QUEUE).bind(node_id).bind(queue).bind(now).bind(i64::from(limit)).bind(expires_at);
+        let unlimited = async || decode(sqlx::query(&BY_QUEUE).bind(node_id).bind(queue).bind(now).bind(i64::from(limit)).bind(expires_at).fetch_all(pool).await?);
         if !hints.limited(queue) {
             // Today's path, one statement: nothing taken means nothing due,
             // or a queue that has just become paused or limited.
-            let jobs: Vec<Claimed> = unlimited().fetch_all(pool).await?;
+            let jobs = unlimited().await?;
             if !jobs.is_empty() || !SqlStore::<Self>::settings(pool, queue, "").await?.limits_claims() {
                 return Ok(Claim { jobs, held: None });
             }
@@ -180,14 +187,14 @@ impl Dialect for PostgresDialect {
         if !settings.limits_claims() {
             tx.rollback().await?;
             hints.set(queue, false);
-            return Ok(Claim { jobs: unlimited().fetch_all(pool).await?, held: None });
+            return Ok(Claim { jobs: unlimited().await?, held: None });
         }
         if settings.paused {
             tx.rollback().await?;
             return Ok(Claim { jobs: Vec::new(), held: Some(Held::Paused) });
         }
         let (global_limit, rate_limit, window_start) = flow::limit_params(&settings, now);
-        let jobs: Vec<Claimed> = sqlx::query_as(limited_claim_sql(&settings))
+        let rows = sqlx::query(limited_claim_sql(&settings))
             .bind(node_id)
             .bind(queue)
             .bind(now)
@@ -198,6 +205,7 @@ impl Dialect for PostgresDialect {
             .bind(window_start)
             .fetch_all(&mut *tx)
             .await?;
+        let jobs = decode(rows)?;
         let until = match settings.rate {
             Some(_) if jobs.len() < limit as usize => {
                 let (earliest,): (Option<Millis>,) =
