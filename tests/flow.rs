@@ -149,12 +149,12 @@ async fn a_global_limit_holds_across_nodes_and_is_used(backend: Backend) {
     let busy = waiting.iter().filter(|n| **n >= 4).count();
     assert!(busy * 2 > waiting.len(), "at least 4 in flight in only {busy} of the {} samples taken while jobs waited", waiting.len());
     let runs = history(&client, 300).await;
-    assert_eq!(most_at_once(&runs, &whose)["all"], 5, "the history shows the limit reached, never passed");
     eprintln!(
         "{backend:?}: 300 jobs of 200 ms under a global limit of 5 burned down in {:.2} s (ideal 12 s); \
-         at least 4 in flight in {busy} of {} samples while jobs waited",
+         at least 4 in flight in {busy} of {} samples while jobs waited; most between recorded starts and ends {}",
         took.as_secs_f64(),
-        waiting.len()
+        waiting.len(),
+        most_at_once(&runs, &whose)["all"]
     );
 }
 
@@ -172,9 +172,16 @@ async fn a_partitioned_limit_holds_per_customer_and_all_progress(backend: Backen
     let samples = sample_until_done(&client, "api", &whose).await;
     shutdown(nodes).await;
     assert!(samples.max_per_customer() <= 2, "{} runs of one customer in flight at once", samples.max_per_customer());
+    for customer in ["a", "b", "c"] {
+        let most = samples.at.iter().map(|(running, _)| running.get(customer).copied().unwrap_or(0)).max().unwrap();
+        assert_eq!(most, 2, "customer {customer}: at most {most} in flight in the samples; the limit of 2 was not used");
+    }
     let runs = history(&client, 300).await;
-    let most = most_at_once(&runs, &whose);
-    assert_eq!(most.values().copied().collect::<Vec<_>>(), [2, 2, 2], "each customer reached its limit, never passed it: {most:?}");
+    // A figure only: a run's recorded start is the node's clock when it
+    // asked to claim, before the claim waited for the queue's settings row
+    // (PostgreSQL) or the write lock (SQLite), so a start can be stamped a
+    // little before the end of the run whose slot it took.
+    eprintln!("{backend:?}: most runs of one customer between recorded starts and ends: {:?}", most_at_once(&runs, &whose));
     // When the first customer is through, the others are nearly through too.
     let last_end = |customer: &str| runs.iter().filter(|r| whose[&r.job_id] == customer).map(|r| r.finished_at.unwrap()).max().unwrap();
     let first_through = ["a", "b", "c"].into_iter().map(last_end).min().unwrap();
@@ -226,13 +233,12 @@ async fn a_pause_stops_every_node_and_survives_a_restart(backend: Backend) {
     let client = db.client().await;
     push(&client, "sleepy", defaults(1)).await;
     push(&client, "hello", defaults(1)).await;
-    let queues = [("burn", 3), ("probe", 1)];
-    let poll = node_config(&queues).poll_interval;
+    let poll = node_config(&[("burn", 3)]).poll_interval;
     let burn = |ctx| Enqueue { queue: Some("burn".into()), ..Enqueue::new("sleepy", ctx) };
     client.enqueue_batch((0..40).map(|_| burn(json!({"seconds": 0.2}))).collect()).await.unwrap();
     let mut nodes = Vec::new();
     for _ in 0..2 {
-        nodes.push(start(&db.client().await, &queues).await);
+        nodes.push(start(&db.client().await, &[("burn", 3)]).await);
     }
     let runs = |status| {
         let client = client.clone();
@@ -250,10 +256,11 @@ async fn a_pause_stops_every_node_and_survives_a_restart(backend: Backend) {
     let waiting = client.job_list(&JobFilter { queue: Some("burn".into()), limit: Some(100), ..JobFilter::default() }).await.unwrap();
     assert!(!waiting.is_empty() && waiting.iter().all(|j| j.state == JobState::Available && j.attempt == 0), "held back, not attempted");
 
-    // A node restarted while the queue is paused: its probe queue shows it
-    // claims; some polls later it still has not touched the paused queue.
+    // A node restarted while the queue is paused: a queue only it works
+    // shows it claims; some polls later it still has not touched the
+    // paused queue.
     nodes.remove(0).shutdown().await;
-    nodes.push(start(&db.client().await, &queues).await);
+    nodes.push(start(&db.client().await, &[("burn", 3), ("probe", 1)]).await);
     let mut events = nodes[1].client().subscribe();
     let probe = nodes[1].client().enqueue(Enqueue { queue: Some("probe".into()), ..Enqueue::new("hello", json!({"name": "probe"})) }).await.unwrap().id();
     assert!(matches!(final_event(&mut events, probe).await, Event::Succeeded { .. }));
@@ -327,6 +334,83 @@ async fn snoozes_past_the_cap_end_the_job_with_reason_snooze_limit(backend: Back
     let runs = client.run_list(&RunFilter { job_id: Some(id), ..RunFilter::default() }).await.unwrap();
     let results: Vec<_> = runs.iter().rev().map(|r| (r.result, r.reason)).collect();
     assert_eq!(results, [(Some(RunResult::Snoozed), None), (Some(RunResult::Snoozed), None), (Some(RunResult::Failed), Some(Reason::SnoozeLimit))]);
+}
+
+/// Bad settings through the library, the API, the CLI and the config file:
+/// each refused naming the field, and nothing stored (not even the good
+/// values beside a bad one).
+#[tokio::test]
+async fn bad_settings_are_refused_naming_the_field_and_nothing_is_stored() {
+    let db = TestDb::new();
+    let client = db.client().await;
+    let partition = Some(Some(Partition::parse("/customer_id").unwrap()));
+    let good = QueueChange { global_limit: Some(Some(5)), rate: Some(Some(Rate::parse("100/1m").unwrap())), partition, paused: None };
+    let stored = client.queue_set("exports", good).await.unwrap();
+    let unchanged = || async { assert_eq!(client.queue_get("exports").await.unwrap(), stored, "the stored settings changed") };
+
+    let err = client.queue_set("exports", QueueChange { global_limit: Some(Some(0)), ..QueueChange::default() }).await.unwrap_err();
+    assert!(matches!(err, elihu::ClientError::Invalid { field: "global limit", .. }), "{err}");
+    unchanged().await;
+
+    let state = elihu::api::ApiState { client: client.clone(), node: None, token: None };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, elihu::api::router(state)).await });
+    for (body, field) in [
+        (json!({"global_limit": 0}), "global_limit"),
+        (json!({"global_limit": -3}), "global_limit"),
+        (json!({"global_limit": 2, "rate": "0/1s"}), "rate"),
+        (json!({"rate": "10/fortnight"}), "rate"),
+        (json!({"rate": "10/0s", "partition": "template"}), "rate"),
+        (json!({"global_limit": 2, "partition": "customer_id"}), "partition"),
+        (json!({"partition": "/a~2"}), "partition"),
+    ] {
+        let (status, answer) = http(&addr, "PATCH", "/v1/queues/exports", None, json_body(body.clone())).await;
+        assert_eq!((status, &answer["error"]["details"]["field"]), (400, &json!(field)), "{body}: {answer}");
+        unchanged().await;
+    }
+
+    for (args, flag) in [
+        (["--global-limit", "0"], "--global-limit"),
+        (["--global-limit", "-1"], "--global-limit"),
+        (["--rate", "5/0s"], "--rate"),
+        (["--rate", "fast"], "--rate"),
+        (["--partition", "customer_id"], "--partition"),
+    ] {
+        let out = crate::support::process::elihu(&db, &[&["queue", "set", "exports", "--global-limit", "2"][..], &args[..]].concat());
+        let stderr = crate::support::process::text(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(flag), "elihu queue set {args:?}: {stderr}");
+        unchanged().await;
+    }
+
+    // A config file with a good queue entry and a bad one: `serve` refuses
+    // it before it touches the database.
+    for (entry, key) in [
+        ("global_limit = 0", "queues.zzz.global_limit"),
+        ("rate = \"100/1 fortnight\"", "queues.zzz.rate"),
+        ("partition = \"customer\"", "queues.zzz.partition"),
+    ] {
+        let config = format!("[queues.exports]\nglobal_limit = 2\nrate = \"1/1s\"\n\n[queues.zzz]\n{entry}\n");
+        std::fs::write(db.dir.path().join("elihu.toml"), config).unwrap();
+        let mut serve = crate::support::process::command(&db, &["serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while serve.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                serve.kill().unwrap();
+                panic!("serve started with `{entry}` in the config file");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let out = serve.wait_with_output().unwrap();
+        let stderr = crate::support::process::text(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(key), "`{entry}`: {stderr}");
+        unchanged().await;
+        assert_eq!(client.queue_get("zzz").await.unwrap(), elihu::store::QueueSettings::none("zzz"));
+    }
 }
 
 on_both_backends!(
