@@ -21,6 +21,10 @@ use serde_json::json;
 use crate::support::node::*;
 use crate::support::process::until;
 
+/// Held by each burn-down for its whole length: two at once would share the
+/// machine's cores and blur what each samples.
+static BURN_DOWN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The nodes of a test, each on a client of its own: two on SQLite (one
 /// file), three on PostgreSQL.
 async fn nodes(db: &TestDb, backend: Backend, queue: &str, concurrency: u32) -> Vec<Node> {
@@ -134,6 +138,7 @@ fn most_at_once(runs: &[Run], whose: &HashMap<JobId, String>) -> BTreeMap<String
 /// jobs of 200 ms: never more than 5 in flight, and the limit used (at
 /// least 4 in flight in most samples while jobs wait).
 async fn a_global_limit_holds_across_nodes_and_is_used(backend: Backend) {
+    let _alone = BURN_DOWN.lock().await;
     let db = TestDb::on(backend).await;
     let client = db.client().await;
     push(&client, "sleepy", defaults(1)).await;
@@ -162,6 +167,7 @@ async fn a_global_limit_holds_across_nodes_and_is_used(backend: Backend) {
 /// customer's enqueued first: never more than 2 of one customer in flight,
 /// and all three progress together.
 async fn a_partitioned_limit_holds_per_customer_and_all_progress(backend: Backend) {
+    let _alone = BURN_DOWN.lock().await;
     let db = TestDb::on(backend).await;
     let client = db.client().await;
     push(&client, "sleepy", defaults(1)).await;
@@ -195,6 +201,7 @@ async fn a_partitioned_limit_holds_per_customer_and_all_progress(backend: Backen
 /// one-second window of the runs' start times, at most 50 starts of one
 /// customer, and 50 in some window (the rate is used).
 async fn a_partitioned_rate_holds_in_every_window(backend: Backend) {
+    let _alone = BURN_DOWN.lock().await;
     let db = TestDb::on(backend).await;
     let client = db.client().await;
     push(&client, "sleepy", defaults(1)).await;
@@ -229,6 +236,7 @@ async fn a_partitioned_rate_holds_in_every_window(backend: Backend) {
 /// pause (within a poll), the runs in flight finish; a node restarted
 /// while it is paused does not claim it; resumed, the rest is worked.
 async fn a_pause_stops_every_node_and_survives_a_restart(backend: Backend) {
+    let _alone = BURN_DOWN.lock().await;
     let db = TestDb::on(backend).await;
     let client = db.client().await;
     push(&client, "sleepy", defaults(1)).await;
@@ -411,6 +419,43 @@ async fn bad_settings_are_refused_naming_the_field_and_nothing_is_stored() {
         unchanged().await;
         assert_eq!(client.queue_get("zzz").await.unwrap(), elihu::store::QueueSettings::none("zzz"));
     }
+}
+
+/// `elihu queue set|pause|resume|ls` and `elihu stats`: each queue's
+/// settings, depth, and how many due jobs each setting holds back.
+#[tokio::test]
+async fn the_cli_shows_limits_and_what_each_holds_back() {
+    use crate::support::process::{elihu, ok};
+    let db = TestDb::new();
+    let client = db.client().await;
+    push(&client, "hello", defaults(1)).await;
+    let set = ok(&elihu(&db, &["queue", "set", "exports", "--global-limit", "1"]));
+    assert_eq!(set.trim(), "queue exports: running, at most 1 in flight, no rate limit");
+    let on = |queue: &str| Enqueue { queue: Some(queue.into()), ..Enqueue::new("hello", json!({"name": "x"})) };
+    client.enqueue_batch((0..3).map(|_| on("exports")).collect()).await.unwrap();
+    let now = client.clock().now();
+    let claim = client.store().job_claim("n1", "exports", 10, now, now + Duration::from_secs(60)).await.unwrap();
+    assert_eq!(claim.jobs.len(), 1, "the global limit lets one start");
+    ok(&elihu(&db, &["queue", "pause", "mail"]));
+    client.enqueue_batch((0..2).map(|_| on("mail")).collect()).await.unwrap();
+
+    let listed: serde_json::Value = serde_json::from_str(&ok(&elihu(&db, &["queue", "ls", "--json"]))).unwrap();
+    let queue = |name: &str| listed.as_array().unwrap().iter().find(|q| q["name"] == name).unwrap().clone();
+    let exports = queue("exports");
+    assert_eq!((&exports["global_limit"], &exports["running"], &exports["due"]), (&json!(1), &json!(1), &json!(2)), "{exports}");
+    assert_eq!(exports["held"], json!({"paused": 0, "global_limit": 2, "rate": 0}));
+    assert_eq!(queue("mail")["held"], json!({"paused": 2, "global_limit": 0, "rate": 0}));
+
+    // QUEUE PAUSED QUEUED DUE RUNNING GLOBAL-LIMIT RATE PARTITION HELD-PAUSE HELD-LIMIT HELD-RATE
+    let row = |table: &str, name: &str| {
+        table.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|w| w.first() == Some(&name)).unwrap().join(" ")
+    };
+    for table in [ok(&elihu(&db, &["queue", "ls"])), ok(&elihu(&db, &["stats"]))] {
+        assert_eq!(row(&table, "exports"), "exports no 2 2 1 1 - - 0 2 0", "{table}");
+        assert_eq!(row(&table, "mail"), "mail yes 2 2 0 - - - 2 0 0", "{table}");
+    }
+    ok(&elihu(&db, &["queue", "resume", "mail"]));
+    assert_eq!(row(&ok(&elihu(&db, &["queue", "ls"])), "mail"), "mail no 2 2 0 - - - 0 0 0");
 }
 
 on_both_backends!(

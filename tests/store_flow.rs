@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use elihu::model::{Ending, JobId, Millis, Partition, Rate, RunResult};
-use elihu::store::{Claim, Held, JobNext, JobState, NewJob, QueueChange, QueueSettings, RunEnd, Store};
+use elihu::store::{Claim, Held, JobNext, JobState, NewJob, QueueChange, QueueSettings, RunEnd, RunFilter, Store};
 
 use crate::store::{T0, at, claim, end, ids, insert, job, succeed, with_template};
 
@@ -21,6 +21,7 @@ contract!(
     a_job_of_a_limited_queue_is_not_claimed_by_id,
     a_snooze_gives_the_attempt_back_and_counts_itself,
     racing_claims_never_pass_a_global_limit,
+    a_claim_stamped_before_the_latest_start_does_not_pass_the_rate,
 );
 
 /// A job of `template` on `queue` with this context, due at T0.
@@ -128,6 +129,27 @@ async fn a_rate_limit_is_a_sliding_window_over_recorded_starts(store: &Arc<dyn S
     assert_eq!(third.jobs.len(), 1, "one start at T0+1s is in the window");
     assert_eq!(third.held, Some(Held::Limited { until: Some(at(2000)) }));
     assert_eq!(claim_on(store, "calls", "n1", 10, at(2000)).await.jobs.len(), 1, "T0+1.5s is still in it");
+}
+
+/// A claim whose `now` was taken before a later-stamped claim committed
+/// (it waited for the lock meanwhile) still counts the starts that claim
+/// forgot: it stamps its own starts no earlier than the latest one.
+async fn a_claim_stamped_before_the_latest_start_does_not_pass_the_rate(store: &Arc<dyn Store>) {
+    with_template(store, "flow").await;
+    let rate = Rate { limit: 3, period: Duration::from_secs(1) };
+    set(store, "calls", QueueChange { rate: Some(Some(rate)), ..QueueChange::default() }).await;
+    insert(store, &(0..9).map(|_| on("calls", "flow", serde_json::json!({}))).collect::<Vec<_>>()).await;
+    assert_eq!(claim_on(store, "calls", "n1", 3, at(1000)).await.jobs.len(), 3);
+    // Stamped T0+2.5s: forgets the starts at T0+1s, takes one.
+    assert_eq!(claim_on(store, "calls", "n1", 1, at(2500)).await.jobs.len(), 1);
+    // Stamped T0+1.9s, committed after: T0+1s's three starts are gone, yet
+    // three more starts in [T0+1s, T0+2s) would make six.
+    let late = claim_on(store, "calls", "n2", 3, at(1900)).await;
+    assert_eq!(late.jobs.len(), 2, "the window of the latest start has room for two");
+    let runs = store.run_list(&RunFilter { limit: Some(100), ..RunFilter::default() }).await.unwrap();
+    let mut starts: Vec<Millis> = runs.iter().map(|r| r.started_at).collect();
+    starts.sort();
+    assert_eq!(starts, [at(1000), at(1000), at(1000), at(2500), at(2500), at(2500)]);
 }
 
 async fn a_partitioned_rate_counts_each_partition_apart(store: &Arc<dyn Store>) {

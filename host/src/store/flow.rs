@@ -247,6 +247,22 @@ pub fn pick_sql(settings: &QueueSettings) -> &'static str {
     if settings.partition.is_some() { PICK_PARTITIONED } else { PICK_LIMITED }
 }
 
+/// The latest start recorded for a queue (`$1`). A claim takes its `now`
+/// before it waits for the queue's settings row (PostgreSQL) or the write
+/// lock (SQLite); meanwhile a claim stamped later may have committed and
+/// forgotten the starts that left its window, starts still inside the
+/// earlier-stamped claim's window. So a rate-limited claim stamps its starts
+/// no earlier than the latest one ([`not_before_latest_start`]): the starts
+/// of a queue are then stamped in commit order, and what one claim forgot
+/// has left the window of every claim after it.
+pub const LATEST_START: &str = "SELECT MAX(started_at) FROM queue_starts WHERE queue = $1";
+
+/// The `now` of a rate-limited claim: its clock's, or the latest start
+/// recorded when that is later (see [`LATEST_START`]).
+pub fn not_before_latest_start(now: Millis, latest: Option<Millis>) -> Millis {
+    latest.map_or(now, |latest| latest.max(now))
+}
+
 /// The earliest start still in the rate window (`$1` queue, `$2` window
 /// start): the window lets another start through once it has left.
 pub const EARLIEST_START: &str = "SELECT MIN(started_at) FROM queue_starts WHERE queue = $1 AND started_at > $2";

@@ -193,6 +193,7 @@ impl Dialect for PostgresDialect {
             tx.rollback().await?;
             return Ok(Claim { jobs: Vec::new(), held: Some(Held::Paused) });
         }
+        let now = SqlStore::<Self>::claim_now(&mut *tx, &settings, now).await?;
         let (global_limit, rate_limit, window_start) = flow::limit_params(&settings, now);
         let rows = sqlx::query(limited_claim_sql(&settings))
             .bind(node_id)

@@ -235,6 +235,21 @@ impl SqlStore {
         row.map_or_else(|| Ok(QueueSettings::none(queue)), QueueSettings::try_from)
     }
 
+    /// The `now` of a claim of a queue with these settings, taken after the
+    /// claim got the queue's settings row or the write lock: for a
+    /// rate-limited queue no earlier than its latest start (see
+    /// [`flow::LATEST_START`]).
+    pub(super) async fn claim_now<'e, E>(executor: E, settings: &QueueSettings, now: Millis) -> Result<Millis, StoreError>
+    where
+        E: Executor<'e, Database = D::Db>,
+    {
+        if settings.rate.is_none() {
+            return Ok(now);
+        }
+        let (latest,): (Option<Millis>,) = sqlx::query_as(flow::LATEST_START).bind(&settings.name).fetch_one(executor).await?;
+        Ok(flow::not_before_latest_start(now, latest))
+    }
+
     /// Inserts one job, or finds the queued or running job holding its unique key.
     async fn insert_keyed(tx: &mut Transaction<'static, D::Db>, job: &NewJob, now: Millis) -> Result<Inserted, StoreError> {
         let id: Option<JobId> = sqlx::query_scalar(

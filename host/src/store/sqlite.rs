@@ -120,6 +120,7 @@ impl Dialect for SqliteDialect {
             tx.rollback().await?;
             return Ok(Claim { jobs: Vec::new(), held: Some(Held::Paused) });
         }
+        let now = SqlStore::<Self>::claim_now(&mut *tx, &settings, now).await?;
         let (global_limit, rate_limit, window_start) = flow::limit_params(&settings, now);
         // The rows are taken first and decoded after the statement: decoding
         // them as they stream would keep the write lock held meanwhile.
