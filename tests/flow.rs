@@ -378,14 +378,15 @@ async fn bad_settings_are_refused_naming_the_field_and_nothing_is_stored() {
         unchanged().await;
     }
 
+    // Each with a good value beside the bad one.
     for (args, flag) in [
-        (["--global-limit", "0"], "--global-limit"),
-        (["--global-limit", "-1"], "--global-limit"),
-        (["--rate", "5/0s"], "--rate"),
-        (["--rate", "fast"], "--rate"),
-        (["--partition", "customer_id"], "--partition"),
+        (["--global-limit", "0", "--rate", "1/1s"], "--global-limit"),
+        (["--global-limit", "-1", "--rate", "1/1s"], "--global-limit"),
+        (["--rate", "5/0s", "--global-limit", "2"], "--rate"),
+        (["--rate", "fast", "--global-limit", "2"], "--rate"),
+        (["--partition", "customer_id", "--global-limit", "2"], "--partition"),
     ] {
-        let out = crate::support::process::elihu(&db, &[&["queue", "set", "exports", "--global-limit", "2"][..], &args[..]].concat());
+        let out = crate::support::process::elihu(&db, &[&["queue", "set", "exports"][..], &args[..]].concat());
         let stderr = crate::support::process::text(&out.stderr);
         assert!(!out.status.success() && stderr.contains(flag), "elihu queue set {args:?}: {stderr}");
         unchanged().await;
