@@ -101,10 +101,14 @@ fn limited_claim_sql(settings: &QueueSettings) -> &'static str {
          forgotten AS (DELETE FROM queue_starts WHERE queue = $2 AND started_at <= $8)";
     static SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
         // The job's own state is checked again on the row as locked: a row
-        // another claim took after this statement's snapshot is skipped.
+        // another claim took after this statement's snapshot is skipped. The
+        // pick is an array, computed once and looked up by primary key: as
+        // `IN (pick)` on a freshly filled, unanalysed jobs table PostgreSQL
+        // ran the pick again for every row it scanned (one claim of 100,000
+        // waiting jobs took 170 s).
         let picked = |pick: &str| {
             format!(
-                "WHERE j.id IN ({pick}) AND j.queue = $2 AND j.state = 'available' AND j.run_at <= $3
+                "WHERE j.id = ANY(ARRAY({pick})) AND j.queue = $2 AND j.state = 'available' AND j.run_at <= $3
                    AND (j.discard_after IS NULL OR j.discard_after >= $3)"
             )
         };
