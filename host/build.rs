@@ -15,7 +15,7 @@ use std::process::Command;
 /// The jobs embedded in the library, in `src/examples.rs` order.
 const JOBS: &[&str] = &[
     "hello", "wordfreq", "flaky", "progress", "spin", "sleepy", "memory-hog", "panic", "escape", "noop", "hostile",
-    "version", "version-2", "other-world", "wrong-signature", "webhook", "fetch", "smtp-send",
+    "version", "version-2", "snoozer", "other-world", "wrong-signature", "webhook", "fetch", "smtp-send",
 ];
 
 fn main() {

@@ -163,7 +163,7 @@ async fn a_configured_token_guards_every_route() {
     let client = db.client().await;
     let (addr, node) = serve(&client, Some("s3cret")).await;
     let mut routes: Vec<(String, String)> = operations().into_iter().map(|(m, p, _)| (m, p)).collect();
-    assert_eq!(routes.len(), 26, "{routes:?}");
+    assert_eq!(routes.len(), 31, "{routes:?}");
     routes.push(("GET".into(), "/v1/nowhere".into()));
     for (method, path) in &routes {
         let (status, body) = http(&addr, method, path, None, None).await;
@@ -205,7 +205,7 @@ async fn the_openapi_document_matches_the_routes() {
             }
         }
     }
-    assert_eq!(operations.len(), 26);
+    assert_eq!(operations.len(), 31);
     let (status, _) = http(&addr, "PATCH", "/v1/templates/x", None, None).await;
     assert_eq!(status, 405);
     node.shutdown().await;

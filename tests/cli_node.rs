@@ -71,7 +71,7 @@ async fn templates_jobs_runs_and_stats_from_the_command_line() {
     assert!(show.contains("\"greeting\": \"Hey, Ada!\"") && show.contains("[info] greeting Ada"), "{show}");
     let stats = ok(&elihu(&db, &["stats", "--json"]));
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
-    let wordfreq = stats.as_array().unwrap().iter().find(|s| s["template"] == "wordfreq").unwrap();
+    let wordfreq = stats["templates"].as_array().unwrap().iter().find(|s| s["template"] == "wordfreq").unwrap();
     assert_eq!((wordfreq["succeeded"].as_i64(), wordfreq["queued"].as_i64()), (Some(2), Some(0)));
     let nodes = ok(&elihu(&db, &["nodes"]));
     assert!(nodes.contains("default=2,text=1"), "{nodes}");

@@ -23,6 +23,32 @@ macro_rules! on_both_backends {
     )*};
 }
 
+/// Emits one test per check per backend: `sqlite::CHECK` and `postgres::CHECK`.
+macro_rules! contract {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            use crate::support::node::{Backend, TestDb};
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let db = TestDb::on(Backend::Sqlite).await;
+                    super::$check(&db.store().await).await
+                }
+            )*
+        }
+        mod postgres {
+            use crate::support::node::{Backend, TestDb};
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let db = TestDb::on(Backend::Postgres).await;
+                    super::$check(&db.store().await).await
+                }
+            )*
+        }
+    };
+}
+
 mod support;
 
 mod api;
@@ -30,6 +56,7 @@ mod authoring;
 mod cli_node;
 mod cli_run;
 mod events;
+mod flow;
 mod hostile;
 mod loading;
 mod metrics;
@@ -42,3 +69,4 @@ mod runtime;
 mod schedules;
 mod store;
 mod traces;
+mod store_flow;

@@ -206,7 +206,7 @@ async fn push(client: &elihu::Client, lang: Lang, name: &str, defaults: Template
 }
 
 /// Through a node on SQLite: config, logs, a retry resuming from its
-/// checkpoint, exact reasons, and contexts refused at enqueue.
+/// checkpoint, snoozes, exact reasons, and contexts refused at enqueue.
 async fn behaviours_through_a_node(lang: Lang) {
     let db = TestDb::new();
     let (client, clock) = db.manual().await;
@@ -241,6 +241,22 @@ async fn behaviours_through_a_node(lang: Lang) {
         (2, Some(RunResult::Succeeded), Some(r#"{"done":4}"#), Some(100)),
         (1, Some(RunResult::Failed), Some(r#"{"done":2}"#), Some(50)),
     ]);
+
+    // Snoozed twice (each time waiting out its delay), then done on the same attempt.
+    let snoozy = client.enqueue(Enqueue::new("behaviours", json!({"mode": "snooze", "times": 2, "seconds": 30}))).await;
+    let snoozy = snoozy.unwrap().id();
+    for snooze in 1..=2 {
+        let event = next_event(&mut events, |e| e.job_id() == snoozy && (e.is_final() || matches!(e, Event::Snoozed { .. }))).await;
+        let Event::Snoozed { run_at, .. } = event else { panic!("snooze {snooze}: {event:?}") };
+        assert_eq!(run_at, clock.now() + Duration::from_secs(30));
+        clock.advance(Duration::from_secs(30));
+        client.trigger();
+    }
+    let Event::Succeeded { output, .. } = final_event(&mut events, snoozy).await else { panic!("the snoozing job failed") };
+    assert_eq!(serde_json::from_str::<Value>(&output).unwrap(), json!({"snoozed": 2, "attempt": 1}));
+    let runs = client.run_list(&RunFilter { job_id: Some(snoozy), ..RunFilter::default() }).await.unwrap();
+    let seen: Vec<_> = runs.iter().map(|r| (r.attempt, r.result)).collect();
+    assert_eq!(seen, [(1, Some(RunResult::Succeeded)), (1, Some(RunResult::Snoozed)), (1, Some(RunResult::Snoozed))]);
 
     // Exact reasons, each on its last attempt.
     let once = |context: Value, timeout_ms: Option<u64>, memory: Option<u64>| Enqueue {

@@ -310,7 +310,7 @@ async fn runs_of_a_silent_node_expire_and_their_jobs_run_again(backend: Backend)
     let id = client.enqueue(enqueue("hello", json!({"name": "again"}))).await.unwrap().id();
     // A "ghost" node claims the job and then never heartbeats again.
     let now = clock.now();
-    let ghost = client.store().job_claim("ghost", "default", 1, now, now + Duration::from_secs(30)).await.unwrap().remove(0);
+    let ghost = client.store().job_claim("ghost", "default", 1, now, now + Duration::from_secs(30)).await.unwrap().jobs.remove(0);
     let mut events = client.subscribe();
     let node = start(&client, &[("default", 1)]).await;
     clock.advance(Duration::from_secs(31));

@@ -16,37 +16,11 @@ use serde_json::json;
 
 use crate::support::node::{Backend, TestDb};
 
-const T0: Millis = Millis(1_800_000_000_000);
+pub(crate) const T0: Millis = Millis(1_800_000_000_000);
 
 /// `ms` milliseconds after T0.
-fn at(ms: u64) -> Millis {
+pub(crate) fn at(ms: u64) -> Millis {
     T0 + Duration::from_millis(ms)
-}
-
-/// Emits one test per check per backend: `sqlite::CHECK` and `postgres::CHECK`.
-macro_rules! contract {
-    ($($check:ident),* $(,)?) => {
-        mod sqlite {
-            use crate::support::node::{Backend, TestDb};
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    let db = TestDb::on(Backend::Sqlite).await;
-                    super::$check(&db.store().await).await
-                }
-            )*
-        }
-        mod postgres {
-            use crate::support::node::{Backend, TestDb};
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    let db = TestDb::on(Backend::Postgres).await;
-                    super::$check(&db.store().await).await
-                }
-            )*
-        }
-    };
 }
 
 contract!(
@@ -72,7 +46,7 @@ contract!(
     secrets_are_stored_sealed_and_listed_without_values,
 );
 
-async fn with_template(store: &Arc<dyn Store>, name: &str) -> Digest {
+pub(crate) async fn with_template(store: &Arc<dyn Store>, name: &str) -> Digest {
     let bytes = format!("component {name}").into_bytes();
     let digest = Digest::of(&bytes);
     store.component_put(&digest, &bytes, T0).await.unwrap();
@@ -80,11 +54,11 @@ async fn with_template(store: &Arc<dyn Store>, name: &str) -> Digest {
     digest
 }
 
-fn node(id: &str, heartbeat_at: Millis) -> NodeInfo {
+pub(crate) fn node(id: &str, heartbeat_at: Millis) -> NodeInfo {
     NodeInfo { id: id.into(), hostname: "h".into(), pid: 1, queues: "default=1".into(), started_at: T0, heartbeat_at }
 }
 
-fn job(template: &str, priority: i32, run_at: Millis) -> NewJob {
+pub(crate) fn job(template: &str, priority: i32, run_at: Millis) -> NewJob {
     NewJob {
         template: template.into(),
         context: "{}".into(),
@@ -101,23 +75,23 @@ fn job(template: &str, priority: i32, run_at: Millis) -> NewJob {
     }
 }
 
-fn keyed(template: &str, key: &str) -> NewJob {
+pub(crate) fn keyed(template: &str, key: &str) -> NewJob {
     NewJob { unique_key: Some(key.into()), ..job(template, 0, T0) }
 }
 
-async fn insert(store: &Arc<dyn Store>, jobs: &[NewJob]) -> Vec<JobId> {
+pub(crate) async fn insert(store: &Arc<dyn Store>, jobs: &[NewJob]) -> Vec<JobId> {
     store.job_insert(jobs, T0).await.unwrap().into_iter().map(Inserted::id).collect()
 }
 
-async fn claim(store: &Arc<dyn Store>, node: &str, limit: u32, now: Millis) -> Vec<Claimed> {
-    store.job_claim(node, "default", limit, now, now + Duration::from_secs(1)).await.unwrap()
+pub(crate) async fn claim(store: &Arc<dyn Store>, node: &str, limit: u32, now: Millis) -> Vec<Claimed> {
+    store.job_claim(node, "default", limit, now, now + Duration::from_secs(1)).await.unwrap().jobs
 }
 
-fn ids(claimed: &[Claimed]) -> Vec<JobId> {
+pub(crate) fn ids(claimed: &[Claimed]) -> Vec<JobId> {
     claimed.iter().map(|c| c.job.id).collect()
 }
 
-fn end(run_id: RunId, job_id: JobId, node: &str, reason: Option<Reason>) -> RunEnd {
+pub(crate) fn end(run_id: RunId, job_id: JobId, node: &str, reason: Option<Reason>) -> RunEnd {
     RunEnd {
         run_id,
         job_id,
@@ -135,7 +109,7 @@ fn end(run_id: RunId, job_id: JobId, node: &str, reason: Option<Reason>) -> RunE
 }
 
 /// Records the success of each claimed run on its node.
-async fn succeed(store: &Arc<dyn Store>, claimed: &[Claimed]) {
+pub(crate) async fn succeed(store: &Arc<dyn Store>, claimed: &[Claimed]) {
     for c in claimed {
         let node = c.job.node_id.clone().unwrap();
         assert!(store.run_finish(&end(c.run_id, c.job.id, &node, None), JobNext::Delete).await.unwrap(), "{c:?}");
@@ -150,7 +124,7 @@ async fn claim_orders_by_priority(store: &Arc<dyn Store>) {
     assert!(first.iter().all(|c| c.job.attempt == 1 && c.job.state == JobState::Running && c.job.current_run == Some(c.run_id)));
     let rest = claim(store, "n2", 10, at(100)).await;
     assert_eq!(ids(&rest), [ids_[1], ids_[0]], "the future job stays");
-    assert!(store.job_claim("n2", "other-queue", 10, at(100_000), T0).await.unwrap().is_empty());
+    assert!(store.job_claim("n2", "other-queue", 10, at(100_000), T0).await.unwrap().jobs.is_empty());
     succeed(store, &[first, rest].concat()).await;
     let last = claim(store, "n1", 10, at(100_000)).await;
     assert_eq!(ids(&last), [ids_[4]]);
@@ -199,7 +173,7 @@ async fn fencing_rejects_a_stale_node(store: &Arc<dyn Store>) {
     let expired = store.run_expired(at(2000)).await.unwrap();
     assert_eq!(expired.iter().map(|r| r.id).collect::<Vec<_>>(), [first.run_id]);
     assert!(store.run_finish(&end(first.run_id, id, "old", Some(Reason::Expired)), JobNext::Retry { at: T0, refund: false }).await.unwrap());
-    let second = store.job_claim("new", "default", 1, at(2000), at(60_000)).await.unwrap().remove(0);
+    let second = store.job_claim("new", "default", 1, at(2000), at(60_000)).await.unwrap().jobs.remove(0);
     assert_eq!(second.job.attempt, 2);
     // The old node wakes up and tries to record success for its attempt: refused.
     assert!(!store.run_finish(&end(first.run_id, id, "old", None), JobNext::Delete).await.unwrap());

@@ -82,3 +82,12 @@ export function secret(name: string): string | undefined;
  * the refused URL); every call is in the run's audit.
  */
 export const fetch: typeof globalThis.fetch;
+
+/**
+ * Ends this run now and asks elihu to run the job again after `seconds`
+ * (rounded up to whole milliseconds); it does not return. The run is
+ * recorded as `snoozed` and the attempt is given back (the next run sees the
+ * same `job.attempt` and the latest checkpoint). A node caps the snoozes of
+ * one job (`max_snoozes`): past it the run fails with reason `snooze_limit`.
+ */
+export function snooze(seconds: number): never;

@@ -11,8 +11,9 @@
 // While it runs a job can log (`info`, `warn`, ... or `log(level, ...)`),
 // report `progress`, save a `checkpoint` that the next attempt receives
 // parsed in `job.checkpoint`, read `config` values set on its template and
-// the `secret`s it grants as readable, and call the hosts it grants with
-// `fetch` (the standard one, over wasi:http).
+// the `secret`s it grants as readable, call the hosts it grants with
+// `fetch` (the standard one, over wasi:http), and `snooze`: end the run and
+// run again later without using an attempt.
 
 import * as host from "elihu:job/host@0.1.0";
 
@@ -194,4 +195,24 @@ export function secret(name) {
  */
 export function fetch(input, init) {
   return globalThis.fetch(input, init);
+}
+
+/**
+ * Ends this run now and asks elihu to run the job again after `seconds`
+ * (rounded up to whole milliseconds). It does not return: the host stops the
+ * guest at once, so nothing after the call runs (no `finally` either). The
+ * run is recorded as `snoozed`; the attempt is given back, so the next run
+ * sees the same `job.attempt`, and the latest `checkpoint` is handed to it,
+ * which is where a job keeps count of its own snoozes. A node caps the
+ * snoozes of one job (`max_snoozes`, 100 by default): the snooze past the cap
+ * fails the run with reason `snooze_limit`. A delay over 30 days fails the
+ * run with reason `error`.
+ */
+export function snooze(seconds) {
+  const s = Number(seconds);
+  if (!Number.isFinite(s) || s < 0) {
+    throw new RangeError(`snooze(seconds) takes a number of seconds, 0 or more; got ${format(seconds)}`);
+  }
+  host.snooze(BigInt(Math.ceil(s * 1000)));
+  throw new Error("the host ends the run at a snooze");
 }

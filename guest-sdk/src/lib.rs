@@ -44,12 +44,15 @@
 //! in [`JobInfo::checkpoint`], read [`config`] values set on its template,
 //! call the hosts its template grants with the blocking [`http`] client
 //! (or open TCP connections to granted `tcp://` entries with
-//! `std::net::TcpStream`), and read the [`secret`]s its template grants.
+//! `std::net::TcpStream`), read the [`secret`]s its template grants, and
+//! [`snooze`]: end the run and run again later without using an attempt.
 #![deny(missing_docs)]
 
 extern crate self as elihu_guest;
 
 pub mod http;
+
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -202,6 +205,31 @@ pub fn config(key: &str) -> Option<String> {
 /// stderr, progress, checkpoint, output or error, elihu stores `***`.
 pub fn secret(name: &str) -> Option<String> {
     host::secret(name)
+}
+
+/// Ends this run now and asks elihu to run the job again after `delay`
+/// (rounded up to whole milliseconds). It does not return: the host stops
+/// the guest at once, so nothing after the call runs (no destructors
+/// either). The run is recorded as `snoozed`; the attempt is given back, so
+/// the next run sees the same [`JobInfo::attempt`]; the latest
+/// [`checkpoint`] is handed to it, which is where a job keeps count of its
+/// own snoozes.
+///
+/// A node caps the snoozes of one job (`max_snoozes`, 100 by default): the
+/// snooze past the cap fails the run with reason `snooze_limit` and the job
+/// is over. A delay over 30 days fails the run with reason `error`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// # fn ready() -> bool { true }
+/// if !ready() {
+///     elihu_guest::snooze(Duration::from_secs(30));
+/// }
+/// ```
+pub fn snooze(delay: Duration) -> ! {
+    let ms = delay.as_nanos().div_ceil(1_000_000);
+    host::snooze(u64::try_from(ms).unwrap_or(u64::MAX));
+    unreachable!("the host ends the run at a snooze")
 }
 
 /// Formats and logs a line at a [`Level`]; the macros below are shorthands.

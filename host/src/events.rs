@@ -80,6 +80,15 @@ pub enum Event {
         /// When the next attempt may start.
         run_at: Millis,
     },
+    /// A run snoozed: the job runs again at `run_at`, its attempt given back.
+    Snoozed {
+        /// The job.
+        job_id: JobId,
+        /// The run that snoozed.
+        run_id: RunId,
+        /// When the job may run again.
+        run_at: Millis,
+    },
     /// A run failed and the job is over (no attempts left).
     Failed {
         /// The job.
@@ -121,6 +130,7 @@ impl Event {
             | Event::Progress { job_id, .. }
             | Event::Succeeded { job_id, .. }
             | Event::Retried { job_id, .. }
+            | Event::Snoozed { job_id, .. }
             | Event::Failed { job_id, .. }
             | Event::Expired { job_id, .. }
             | Event::Cancelled { job_id, .. } => *job_id,

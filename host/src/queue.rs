@@ -1,5 +1,6 @@
 //! Queue logic shared by every store: what becomes of a job after a run ends
-//! (retry with exponential backoff and jitter, or the end of the job).
+//! (retry with exponential backoff and jitter, a snooze, or the end of the
+//! job), and the cap on a job's snoozes.
 
 use std::time::Duration;
 
@@ -31,11 +32,28 @@ impl Backoff {
     }
 }
 
+/// The ending of a run that snoozed with the job's `snoozes` so far: past
+/// `max_snoozes` it fails with reason `snooze_limit` instead.
+pub fn cap_snoozes(ending: Ending, snoozes: u32, max_snoozes: u32) -> Ending {
+    match ending {
+        Ending::Snoozed { .. } if snoozes >= max_snoozes => Ending::Failed {
+            reason: Reason::SnoozeLimit,
+            message: format!(
+                "the job snoozed {snoozes} times and asked for another; a job may snooze at most {max_snoozes} times \
+                 (the node's `max_snoozes`), so it is over"
+            ),
+        },
+        other => other,
+    }
+}
+
 /// What to do with a job whose run (attempt `attempt` of `max_attempts`) ended so.
 pub fn after_run(ending: &Ending, attempt: u32, max_attempts: u32, backoff: Backoff, now: Millis) -> JobNext {
     match ending {
         Ending::Succeeded { .. } => JobNext::Delete,
-        Ending::Failed { reason: Reason::Cancelled, .. } => JobNext::Delete,
+        // A snooze is not an attempt: the job comes back after its delay.
+        Ending::Snoozed { delay } => JobNext::Snooze { at: now + *delay },
+        Ending::Failed { reason: Reason::Cancelled | Reason::SnoozeLimit, .. } => JobNext::Delete,
         // A shutdown is not the job's fault: it comes back at once, the attempt refunded.
         Ending::Failed { reason: Reason::Shutdown, .. } => JobNext::Retry { at: now, refund: true },
         Ending::Failed { .. } if attempt >= max_attempts => JobNext::Delete,
@@ -81,5 +99,18 @@ mod tests {
         assert_eq!(after_run(&failed(Reason::Shutdown), 3, 3, b, t(7)), JobNext::Retry { at: t(7), refund: true });
         assert_eq!(after_run(&failed(Reason::Expired), 1, 2, b, t(9)), JobNext::Retry { at: t(9), refund: false });
         assert_eq!(after_run(&failed(Reason::Expired), 2, 2, b, t(0)), JobNext::Delete);
+    }
+
+    #[test]
+    fn a_snooze_gives_the_attempt_back_until_the_cap() {
+        let b = Backoff { base: Duration::from_secs(1), max: Duration::from_secs(60) };
+        let snooze = Ending::Snoozed { delay: Duration::from_millis(1500) };
+        // Even at the last attempt a snooze comes back, after its delay.
+        assert_eq!(after_run(&snooze, 3, 3, b, Millis(1_000)), JobNext::Snooze { at: Millis(2_500) });
+        assert_eq!(cap_snoozes(snooze.clone(), 2, 3), snooze);
+        let capped = cap_snoozes(snooze, 3, 3);
+        let Ending::Failed { reason: Reason::SnoozeLimit, message } = &capped else { panic!("{capped:?}") };
+        assert!(message.contains("at most 3 times"), "{message}");
+        assert_eq!(after_run(&capped, 1, 3, b, Millis(0)), JobNext::Delete);
     }
 }

@@ -10,7 +10,9 @@
 // - progress: works through `steps`, reporting progress and saving a checkpoint
 //             after each; the first attempt fails after `fail_after` steps and
 //             the next one resumes from the checkpoint
-import { checkpoint, info, job, progress, warn } from "elihu-guest";
+// - snooze:   snoozes `times` times, `seconds` each, counting in its
+//             checkpoint, then succeeds (on the same attempt)
+import { checkpoint, info, job, progress, snooze, warn } from "elihu-guest";
 
 const modes = {
   flaky(ctx, job) {
@@ -53,6 +55,16 @@ const modes = {
       }
     }
     return { attempt: job.attempt, resumed_from: resumedFrom, steps: ctx.steps };
+  },
+
+  snooze(ctx, job) {
+    const snoozed = job.checkpoint ?? 0;
+    if (snoozed < ctx.times) {
+      checkpoint(snoozed + 1);
+      info(`snooze ${snoozed + 1} of ${ctx.times}: back in ${ctx.seconds} s`);
+      snooze(ctx.seconds);
+    }
+    return { snoozed, attempt: job.attempt };
   },
 };
 

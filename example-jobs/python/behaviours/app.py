@@ -10,9 +10,11 @@ Python component carries the whole interpreter).
 - progress: works through `steps`, reporting progress and saving a checkpoint
             after each; the first attempt fails after `fail_after` steps and the
             next one resumes from the checkpoint
+- snooze:   snoozes `times` times, `seconds` each, counting in its checkpoint,
+            then succeeds (on the same attempt)
 """
 
-from elihu_guest import JobInfo, checkpoint, info, job, progress, warn
+from elihu_guest import JobInfo, checkpoint, info, job, progress, snooze, warn
 
 
 def flaky(ctx: dict, job: JobInfo) -> dict:
@@ -56,7 +58,16 @@ def steps(ctx: dict, job: JobInfo) -> dict:
     return {"attempt": job.attempt, "resumed_from": resumed_from, "steps": total}
 
 
-MODES = {"flaky": flaky, "throw": throw, "spin": spin, "memory": memory, "progress": steps}
+def snoozes(ctx: dict, job: JobInfo) -> dict:
+    snoozed = job.checkpoint or 0
+    if snoozed < ctx["times"]:
+        checkpoint(snoozed + 1)
+        info(f"snooze {snoozed + 1} of {ctx['times']}: back in {ctx['seconds']} s")
+        snooze(ctx["seconds"])
+    return {"snoozed": snoozed, "attempt": job.attempt}
+
+
+MODES = {"flaky": flaky, "throw": throw, "spin": spin, "memory": memory, "progress": steps, "snooze": snoozes}
 
 
 @job

@@ -21,8 +21,9 @@ While it runs a job can log (:func:`info`, :func:`warn`, ... or
 :func:`log`), report :func:`progress`, save a :func:`checkpoint` that the
 next attempt receives parsed in :attr:`JobInfo.checkpoint`, read
 :func:`config` values set on its template and the :func:`secret` values it
-grants as readable, and call the hosts it grants with
-:mod:`elihu_guest.http` (over ``wasi:http``).
+grants as readable, call the hosts it grants with :mod:`elihu_guest.http`
+(over ``wasi:http``), and :func:`snooze`: end the run and run again later
+without using an attempt.
 
 Build with ``python3 -m elihu_guest.build app.py -o app.wasm`` (see
 :mod:`elihu_guest.build`), which runs componentize-py against the WIT world
@@ -33,10 +34,11 @@ job world plus outbound HTTP).
 from __future__ import annotations
 
 import json
+import math
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional, TypeVar
+from typing import Any, Callable, Literal, NoReturn, Optional, TypeVar
 
 try:
     from componentize_py_types import Err
@@ -60,6 +62,7 @@ __all__ = [
     "checkpoint",
     "config",
     "secret",
+    "snooze",
 ]
 
 Level = Literal["trace", "debug", "info", "warn", "error"]
@@ -74,7 +77,7 @@ def _world() -> Any:
     """The host interface of the job world; only a built component has it."""
     if _host is None:
         raise RuntimeError(
-            "elihu_guest's host calls (log, progress, checkpoint, config, secret) work only inside a job "
+            "elihu_guest's host calls (log, progress, checkpoint, config, secret, snooze) work only inside a job "
             "component; build it with `python3 -m elihu_guest.build` and run it with `elihu run`"
         )
     return _host
@@ -237,3 +240,20 @@ def secret(name: str) -> Optional[str]:
     job never holds the value. elihu stores ``***`` wherever the value shows
     up in the run's logs, output, error, progress or checkpoint."""
     return _world().secret(name)
+
+
+def snooze(seconds: float) -> NoReturn:
+    """Ends this run now and asks elihu to run the job again after
+    ``seconds`` (rounded up to whole milliseconds). It does not return: the
+    host stops the guest at once, so nothing after the call runs (no
+    ``finally`` either). The run is recorded as ``snoozed``; the attempt is
+    given back, so the next run sees the same :attr:`JobInfo.attempt`, and
+    the latest :func:`checkpoint` is handed to it, which is where a job keeps
+    count of its own snoozes. A node caps the snoozes of one job
+    (``max_snoozes``, 100 by default): the snooze past the cap fails the run
+    with reason ``snooze_limit``. A delay over 30 days fails the run with
+    reason ``error``."""
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"snooze(seconds) takes a number of seconds, 0 or more; got {seconds!r}")
+    _world().snooze(math.ceil(seconds * 1000))
+    raise RuntimeError("the host ends the run at a snooze")

@@ -13,7 +13,7 @@ use super::{ApiError, ApiState, ErrorBody, duration, empty_object, parse, size};
 use crate::client::Enqueue;
 use crate::grants::AllowedHost;
 use crate::model::{JobId, Millis, RunId};
-use crate::store::{CancelOutcome, Inserted, Job, JobFilter, JobState, Run, RunFilter};
+use crate::store::{CancelOutcome, Inserted, Job, JobFilter, JobState, Run, RunFilter, RunStatus};
 
 /// One job in `POST /v1/jobs` and `POST /v1/jobs/batch`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -264,6 +264,8 @@ pub(super) struct RunQuery {
     job_id: Option<JobId>,
     /// Only this template's runs.
     template: Option<String>,
+    /// Only runs in flight (`running`) or over (`done`).
+    status: Option<RunStatus>,
     /// At most this many (100).
     limit: Option<i64>,
 }
@@ -281,7 +283,7 @@ pub(super) struct Runs {
         (status = 200, description = "the runs", body = Runs),
         (status = 401, description = "no or wrong token", body = ErrorBody)))]
 pub(super) async fn run_list(State(state): State<ApiState>, Query(q): Query<RunQuery>) -> Result<Json<Runs>, ApiError> {
-    let filter = RunFilter { job_id: q.job_id, template: q.template, limit: q.limit };
+    let filter = RunFilter { job_id: q.job_id, template: q.template, status: q.status, limit: q.limit };
     Ok(Json(Runs { runs: state.client.run_list(&filter).await? }))
 }
 

@@ -3,13 +3,15 @@
 //! (`POST /v1/engine/run`) and the OpenAPI document (`/v1/openapi.json`),
 //! which utoipa derives from the handlers and their types as the router is
 //! built. Handlers live by concern: `templates`, `jobs` (and runs),
-//! `schedules`, `secrets`, `service` (health, the document, stats, nodes,
-//! the trigger), `events` (live events over SSE), `metrics` (`GET /metrics`).
+//! `schedules`, `queues` (settings, pause, resume), `secrets`, `service`
+//! (health, the document, stats, nodes, the trigger), `events` (live events
+//! over SSE), `metrics` (`GET /metrics`).
 
 mod error;
 mod events;
 mod jobs;
 mod metrics;
+mod queues;
 mod schedules;
 mod secrets;
 mod service;
@@ -84,6 +86,10 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(schedules::schedule_resume))
         .routes(routes!(secrets::secret_list))
         .routes(routes!(secrets::secret_put, secrets::secret_delete))
+        .routes(routes!(queues::queue_list))
+        .routes(routes!(queues::queue_get, queues::queue_set))
+        .routes(routes!(queues::queue_pause))
+        .routes(routes!(queues::queue_resume))
         .routes(routes!(service::stats))
         .routes(routes!(service::nodes))
         .routes(routes!(service::engine_run))

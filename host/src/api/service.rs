@@ -1,5 +1,6 @@
-//! The service itself over HTTP: health, the OpenAPI document, stats, the
-//! nodes working the database, and the engine trigger.
+//! The service itself over HTTP: health, the OpenAPI document, stats (per
+//! template and per queue), the nodes working the database, and the engine
+//! trigger.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{ApiError, ApiState, ErrorBody};
-use crate::store::{NodeInfo, TemplateStats};
+use crate::store::{NodeInfo, QueueInfo, TemplateStats};
 
 /// This server is up.
 #[derive(Serialize, ToSchema)]
@@ -37,19 +38,21 @@ pub(super) async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     Json(super::openapi_document())
 }
 
-/// Per-template figures.
+/// Per-template and per-queue figures.
 #[derive(Serialize, ToSchema)]
 pub(super) struct Stats {
     templates: Vec<TemplateStats>,
+    /// Every queue: settings, depth, running jobs, what each setting holds back.
+    queues: Vec<QueueInfo>,
 }
 
-/// Per-template counts, run duration p50/p95 and queue depth.
+/// Per-template counts, run duration p50/p95 and queue depth; per-queue depth and limits.
 #[utoipa::path(get, path = "/v1/stats", tag = "service",
     responses(
         (status = 200, description = "per template", body = Stats),
         (status = 401, description = "no or wrong token", body = ErrorBody)))]
 pub(super) async fn stats(State(state): State<ApiState>) -> Result<Json<Stats>, ApiError> {
-    Ok(Json(Stats { templates: state.client.stats().await? }))
+    Ok(Json(Stats { templates: state.client.stats().await?, queues: state.client.queue_list().await? }))
 }
 
 /// The nodes working this database.

@@ -6,7 +6,9 @@
 //! jobs per second. Continuous: enqueue at a fixed rate for a while, report
 //! enqueue-to-start latency percentiles. Peak memory either way. It touches
 //! only its own data: the templates `elihu-bench-noop`, `elihu-bench-job` and
-//! `elihu-bench-http` on the queue `elihu-bench`.
+//! `elihu-bench-http` on the queue `elihu-bench`, and that queue's settings
+//! (cleared, or a global limit with `--global-limit`, to measure what a
+//! limited claim costs).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -21,7 +23,7 @@ use serde_json::json;
 use elihu::engine::{Node, NodeConfig};
 use elihu::model::JobId;
 use elihu::runtime::RuntimeConfig;
-use elihu::store::{JobFilter, TemplateDefaults, TemplateSettings};
+use elihu::store::{JobFilter, QueueChange, TemplateDefaults, TemplateSettings};
 use elihu::{Enqueue, Event, units};
 
 use super::settings::{DbArgs, open_with};
@@ -53,6 +55,10 @@ pub struct BenchArgs {
     /// Runs in flight at once on this node.
     #[arg(long, default_value_t = 1000)]
     concurrency: u32,
+    /// A global concurrency limit on the bench queue (its claims then go
+    /// through the limited path); none by default.
+    #[arg(long)]
+    global_limit: Option<u32>,
     /// The job component to run instead of the carried no-op job (for
     /// example `example-jobs/js/dist/hello.wasm`; use a small `--concurrency`
     /// for big components: each run in flight holds its own heap).
@@ -137,6 +143,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "elihu bench on {}: removed its own earlier data ({jobs} jobs, {runs} runs of templates {NOOP_TEMPLATE}, {JOB_TEMPLATE} and {HTTP_TEMPLATE}); nothing else is touched",
         args.db.url(&file)
     );
+    let limits = QueueChange { paused: Some(false), global_limit: Some(args.global_limit), rate: Some(None), partition: Some(None) };
+    client.queue_set(QUEUE, limits).await.context("setting the bench queue's limits")?;
+    if let Some(n) = args.global_limit {
+        eprintln!("the queue {QUEUE} has a global limit of {n} runs in flight");
+    }
     let defaults = TemplateDefaults { queue: QUEUE.into(), max_attempts: 1, ..TemplateDefaults::default() };
     let loaded = Instant::now();
     client

@@ -158,6 +158,7 @@ fn describe(run: &Run) -> String {
     match run.result {
         Some(RunResult::Succeeded) => "succeeded".into(),
         Some(RunResult::Cancelled) => "was cancelled".into(),
+        Some(RunResult::Snoozed) => run.message.clone().unwrap_or_else(|| "snoozed".into()),
         Some(RunResult::Failed) => format!(
             "failed ({}): {}",
             run.reason.map_or("unknown", Reason::as_str),
@@ -256,6 +257,9 @@ pub enum RunsCommand {
         /// Only this template's runs.
         #[arg(long)]
         template: Option<String>,
+        /// Only `running` runs, or only `done` ones.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<RunStatus>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: i64,
@@ -273,6 +277,14 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_status(text: &str) -> Result<RunStatus, String> {
+    match text {
+        "running" => Ok(RunStatus::Running),
+        "done" => Ok(RunStatus::Done),
+        _ => Err(format!("`{text}` is not `running` or `done`")),
+    }
 }
 
 pub fn print_runs(runs: &[Run]) {
@@ -301,9 +313,9 @@ pub fn print_runs(runs: &[Run]) {
 
 pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
     match command {
-        RunsCommand::Ls { db, job, template, limit, json } => {
+        RunsCommand::Ls { db, job, template, status, limit, json } => {
             let client = open(&db).await?;
-            let runs = client.run_list(&RunFilter { job_id: job, template, limit: Some(limit) }).await?;
+            let runs = client.run_list(&RunFilter { job_id: job, template, status, limit: Some(limit) }).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
@@ -385,22 +397,24 @@ pub struct DbOnly {
 pub async fn stats(args: DbOnly) -> anyhow::Result<ExitCode> {
     let client = open(&args.db).await?;
     let stats = client.stats().await?;
+    let queues = client.queue_list().await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"templates": stats, "queues": queues}))?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<20} {:>9} {:>7} {:>9} {:>7} {:>7} {:>8} {:>8} {:>7} {:>7}",
-        "TEMPLATE", "SUCCEEDED", "FAILED", "CANCELLED", "QUEUED", "RUNNING", "P50", "P95", "CALLS", "REFUSED"
+        "{:<20} {:>9} {:>7} {:>9} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {:>7}",
+        "TEMPLATE", "SUCCEEDED", "FAILED", "CANCELLED", "SNOOZED", "QUEUED", "RUNNING", "P50", "P95", "CALLS", "REFUSED"
     );
     let ms = |v: Option<i64>| v.map(|v| format!("{v}ms")).unwrap_or_else(|| "-".into());
     for s in stats {
         println!(
-            "{:<20} {:>9} {:>7} {:>9} {:>7} {:>7} {:>8} {:>8} {:>7} {:>7}",
+            "{:<20} {:>9} {:>7} {:>9} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {:>7}",
             s.template,
             s.succeeded,
             s.failed,
             s.cancelled,
+            s.snoozed,
             s.queued,
             s.running,
             ms(s.duration_p50_ms),
@@ -409,6 +423,8 @@ pub async fn stats(args: DbOnly) -> anyhow::Result<ExitCode> {
             s.calls_denied
         );
     }
+    println!();
+    super::queue::print_queues(&queues);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,6 +5,7 @@ mod cache;
 mod demo;
 mod jobs;
 mod new;
+mod queue;
 mod run;
 mod schedule;
 mod secret;
@@ -44,6 +45,9 @@ enum Command {
     Jobs(jobs::JobsCommand),
     /// Cancel a job.
     Cancel(jobs::CancelArgs),
+    /// Queues across all nodes: pause, resume, global and rate limits, partitions.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
     /// Schedules: templates enqueued by cron rule or interval.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
@@ -53,7 +57,7 @@ enum Command {
     /// Look at runs: the history of every attempt.
     #[command(subcommand)]
     Runs(jobs::RunsCommand),
-    /// Per-template figures: counts, durations, queue depth.
+    /// Per-template figures (counts, durations, queue depth) and per-queue limits.
     Stats(jobs::DbOnly),
     /// Nodes working the database.
     Nodes(jobs::DbOnly),
@@ -96,6 +100,7 @@ pub fn main() -> ExitCode {
             Command::Jobs(command) => jobs::jobs(command).await,
             Command::Cancel(args) => jobs::cancel(args).await,
             Command::Runs(command) => jobs::runs(command).await,
+            Command::Queue(command) => queue::run(command).await,
             Command::Schedule(command) => schedule::run(command).await,
             Command::Secret(command) => secret::run(command).await,
             Command::Stats(args) => jobs::stats(args).await,

@@ -186,6 +186,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::FAILURE)
         }
+        Ending::Snoozed { delay } => {
+            eprintln!(
+                "snoozed after {}: a node would run the job again in {}, with the attempt given back \
+                 (run it again with --checkpoint to hand it the checkpoint it saved)",
+                units::format_duration(round_ms(outcome.duration)),
+                units::format_duration(delay)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -58,7 +58,10 @@ fn parse_queue(text: &str) -> Result<(String, u32), String> {
 /// The node and runtime configuration from flags, environment and file.
 pub fn node_config(args: &ServeArgs, file: &FileSettings) -> anyhow::Result<(NodeConfig, RuntimeConfig, String, Option<String>)> {
     let mut node = NodeConfig::default();
-    let mut queues: BTreeMap<String, u32> = file.queues.clone();
+    let mut queues: BTreeMap<String, u32> = BTreeMap::new();
+    for (name, entry) in &file.queues {
+        queues.insert(name.clone(), entry.parse(name)?.0);
+    }
     if !args.queues.is_empty() {
         queues = args.queues.iter().cloned().collect();
     }
@@ -78,6 +81,9 @@ pub fn node_config(args: &ServeArgs, file: &FileSettings) -> anyhow::Result<(Nod
     }
     if let Some(hb) = args.heartbeat.or(file_duration("heartbeat", &file.heartbeat)?) {
         node.heartbeat_interval = hb;
+    }
+    if let Some(n) = file.max_snoozes {
+        node.max_snoozes = n;
     }
     let mut runtime = RuntimeConfig::default();
     if let Some(tick) = args.tick.or(file_duration("tick", &file.tick)?) {
@@ -105,7 +111,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     for (name, entry) in &file.schedules {
         schedules.push(entry.spec(name).with_context(|| format!("schedule `{name}` in the config file"))?);
     }
+    let mut queue_settings = Vec::new();
+    for (name, entry) in &file.queues {
+        let (_, change) = entry.parse(name)?;
+        if change != elihu::store::QueueChange::default() {
+            queue_settings.push((name, change));
+        }
+    }
     let client = open_with(&args.db, &file, runtime).await?;
+    for (name, change) in queue_settings {
+        client.queue_set(name, change).await.with_context(|| format!("queue `{name}` in the config file"))?;
+    }
     for spec in schedules {
         let name = spec.name.clone();
         client.schedule_put(spec).await.with_context(|| format!("schedule `{name}` in the config file"))?;

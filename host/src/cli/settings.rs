@@ -48,8 +48,11 @@ pub struct FileSettings {
     pub cache_dir: Option<PathBuf>,
     pub secrets_key_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    pub max_snoozes: Option<u32>,
+    /// `[queues]`: `NAME = N` (this node works NAME with N runs at once),
+    /// or `[queues.NAME]` tables that also set the queue's limits.
     #[serde(default)]
-    pub queues: BTreeMap<String, u32>,
+    pub queues: BTreeMap<String, FileQueue>,
     /// `[schedules.NAME]` tables: created or replaced when `serve` starts.
     #[serde(default)]
     pub schedules: BTreeMap<String, FileSchedule>,
@@ -129,6 +132,81 @@ impl FileLimits {
             base.max_response_body = b;
         }
         Ok(base)
+    }
+}
+
+/// A queue in the config file: `NAME = N`, or a `[queues.NAME]` table.
+#[derive(Debug)]
+pub enum FileQueue {
+    /// This node's concurrency on the queue.
+    Concurrency(i64),
+    /// A table: this node's concurrency and the queue's cluster-wide settings.
+    Table(FileQueueTable),
+}
+
+/// A `[queues.NAME]` table. The settings it names are stored for every
+/// node when `serve` starts; those it leaves out stay as they are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileQueueTable {
+    /// This node's runs in flight at once [10].
+    pub concurrency: Option<i64>,
+    /// At most this many in flight across all nodes.
+    pub global_limit: Option<i64>,
+    /// `STARTS/PERIOD` across all nodes.
+    pub rate: Option<String>,
+    /// `template` or a JSON pointer.
+    pub partition: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for FileQueue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<FileQueue, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = FileQueue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a concurrency (`mail = 4`) or a table of concurrency, global_limit, rate and partition")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<FileQueue, E> {
+                Ok(FileQueue::Concurrency(n))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<FileQueue, E> {
+                Ok(FileQueue::Concurrency(i64::try_from(n).unwrap_or(i64::MAX)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<FileQueue, A::Error> {
+                FileQueueTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(FileQueue::Table)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl FileQueue {
+    /// This node's concurrency on the queue and the settings change the
+    /// entry asks for, each value checked and named by its key.
+    pub fn parse(&self, name: &str) -> anyhow::Result<(u32, elihu::store::QueueChange)> {
+        let key = |field: &str| format!("config file key `queues.{name}{field}`");
+        let positive = |field: &str, n: i64| -> anyhow::Result<u32> {
+            u32::try_from(n).ok().filter(|n| *n > 0).with_context(|| format!("{}: {n} is not a number of runs of at least 1", key(field)))
+        };
+        let table = match self {
+            FileQueue::Concurrency(n) => return Ok((positive("", *n)?, elihu::store::QueueChange::default())),
+            FileQueue::Table(table) => table,
+        };
+        let concurrency = positive(".concurrency", table.concurrency.unwrap_or(10))?;
+        let mut change = elihu::store::QueueChange::default();
+        if let Some(n) = table.global_limit {
+            change.global_limit = Some(Some(positive(".global_limit", n)?));
+        }
+        if let Some(rate) = &table.rate {
+            let rate = elihu::model::Rate::parse(rate).map_err(|e| anyhow::anyhow!("{}: {e}", key(".rate")))?;
+            change.rate = Some(Some(rate));
+        }
+        if let Some(partition) = &table.partition {
+            let partition = elihu::model::Partition::parse(partition).map_err(|e| anyhow::anyhow!("{}: {e}", key(".partition")))?;
+            change.partition = Some(Some(partition));
+        }
+        Ok((concurrency, change))
     }
 }
 

@@ -1,14 +1,15 @@
 //! The library API over a store: upload components and templates, enqueue
 //! (validating contexts against template schemas), cancel, schedules, and
-//! reads of jobs, runs and stats. The CLI, the HTTP API and embedding
-//! applications all go through a `Client`. One file per concern:
-//! `templates` (with the schema cache), `jobs`, `schedules`, `secrets`,
+//! reads of jobs, runs and stats, queue settings. The CLI, the HTTP API and
+//! embedding applications all go through a `Client`. One file per concern:
+//! `templates` (with the schema cache), `jobs`, `schedules`, `queues`, `secrets`,
 //! `requests` (request types and their checks), `error`. A `Node` working in the same
 //! process registers with its client (`LocalNode`), so enqueues made here
 //! wake it and cancels made here interrupt its runs at once.
 
 mod error;
 mod jobs;
+mod queues;
 mod requests;
 mod schedules;
 mod secrets;

@@ -1,7 +1,10 @@
 //! The claim loop, one per queue: claims as many due jobs as the queue has
 //! free slots and starts their runs; then waits for a wake-up (an enqueue in
 //! this process, a notice from the database), a freed slot when the queue is
-//! full, or the poll interval.
+//! full or its limits held jobs back (a run that ends frees room under a
+//! global limit), the time its rate window lets the next start through, or
+//! the poll interval. A paused or limited queue never makes it claim in a
+//! tight loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{NodeState, Phase, runs};
+use crate::store::Held;
 
 /// How long a full queue waits at most, after a slot frees, for more slots
 /// to free before claiming again.
@@ -36,16 +40,18 @@ pub(super) async fn run(state: Arc<NodeState>, queue: String, limit: u32, mut ph
         }
         let free = limit.saturating_sub(state.runs.busy(&queue));
         let mut full_batch = false;
+        let mut held = None;
         if free > 0 {
             let now = client.clock().now();
             let started = std::time::Instant::now();
             match client.store().job_claim(&state.id, &queue, free, now, now + state.config.run_ttl).await {
-                Ok(claimed) => {
-                    tracing::debug!(claimed = claimed.len(), free, took_us = started.elapsed().as_micros() as u64, "claimed");
+                Ok(claim) => {
+                    tracing::debug!(claimed = claim.jobs.len(), free, ?claim.held, took_us = started.elapsed().as_micros() as u64, "claimed");
                     failures = 0;
-                    client.metrics().claimed(claimed.len());
-                    full_batch = claimed.len() as u32 == free;
-                    for c in claimed {
+                    client.metrics().claimed(claim.jobs.len());
+                    full_batch = claim.jobs.len() as u32 == free;
+                    held = claim.held;
+                    for c in claim.jobs {
                         runs::spawn(&state, c);
                     }
                 }
@@ -58,14 +64,20 @@ pub(super) async fn run(state: Arc<NodeState>, queue: String, limit: u32, mut ph
         if full_batch {
             continue;
         }
-        let pause = if failures > 0 {
+        let mut pause = if failures > 0 {
             (state.config.poll_interval * failures.min(20)).min(Duration::from_secs(5))
         } else {
             state.config.poll_interval
         };
+        if let Some(Held::Limited { until: Some(until) }) = held {
+            pause = pause.min(until.duration_since(client.clock().now()));
+        }
+        // A limit that held jobs back frees room when a run ends; the runs
+        // of this node are the ones it hears of.
+        let limited = matches!(held, Some(Held::Limited { .. }));
         tokio::select! {
             _ = &mut woken => {}
-            _ = &mut freed, if free == 0 => {
+            _ = &mut freed, if free == 0 || limited => {
                 // Let the runs finishing together free their slots, so the
                 // next claim takes a batch instead of one job per statement.
                 let batch = (limit / CLAIM_BATCH_SHARE).max(1);

@@ -13,7 +13,7 @@ use super::NodeState;
 use crate::client::Client;
 use crate::events::Event;
 use super::reports::Reporter;
-use crate::model::{Digest, Ending, JobId, Reason, RunId};
+use crate::model::{Digest, Ending, JobId, Millis, Reason, RunId};
 use crate::queue;
 use crate::runtime::{self, CancelHandle, JobInfo, LoadedJob, RunFeed, RunLimits, RunOutcome, RunRequest};
 use crate::store::{Claimed, JobNext, RunEnd};
@@ -107,9 +107,10 @@ async fn execute_in_span(state: &NodeState, claimed: Claimed, cancel: CancelHand
         *reason = Reason::Shutdown;
         *message = "the node shut down before the run finished; it will run again".into();
     }
+    let ending = queue::cap_snoozes(ending, job.snoozes, state.config.max_snoozes);
     let now = client.clock().now();
     let next = queue::after_run(&ending, job.attempt, job.max_attempts, backoff, now);
-    let event = final_event(&ending, next, job.id, run_id);
+    let event = final_event(&ending, next, job.id, run_id, now);
     let (result, reason) = (ending.result(), ending.reason());
     let end = RunEnd {
         run_id,
@@ -144,14 +145,17 @@ async fn execute_in_span(state: &NodeState, claimed: Claimed, cancel: CancelHand
 }
 
 /// The event that tells how a run ended and what becomes of its job.
-fn final_event(ending: &Ending, next: JobNext, job_id: JobId, run_id: RunId) -> Event {
+fn final_event(ending: &Ending, next: JobNext, job_id: JobId, run_id: RunId, now: Millis) -> Event {
     match (ending, next) {
         (Ending::Succeeded { output }, _) => Event::Succeeded { job_id, run_id, output: output.clone() },
         (Ending::Failed { reason: Reason::Cancelled, .. }, _) => Event::Cancelled { job_id, run_id: Some(run_id) },
         (Ending::Failed { reason, message }, JobNext::Retry { at, .. }) => {
             Event::Retried { job_id, run_id, reason: *reason, message: message.clone(), run_at: at }
         }
-        (Ending::Failed { reason, message }, JobNext::Delete) => Event::Failed { job_id, run_id, reason: *reason, message: message.clone() },
+        (Ending::Failed { reason, message }, JobNext::Delete | JobNext::Snooze { .. }) => {
+            Event::Failed { job_id, run_id, reason: *reason, message: message.clone() }
+        }
+        (Ending::Snoozed { delay }, _) => Event::Snoozed { job_id, run_id, run_at: now + *delay },
     }
 }
 

@@ -62,6 +62,9 @@ pub struct NodeConfig {
     pub shutdown_grace: Duration,
     /// Finished runs older than this are pruned by the leader (`None`: kept).
     pub prune_after: Option<Duration>,
+    /// How many times one job may snooze; the snooze past it fails the run
+    /// with reason `snooze_limit` and ends the job.
+    pub max_snoozes: u32,
 }
 
 impl Default for NodeConfig {
@@ -77,6 +80,7 @@ impl Default for NodeConfig {
             cancel_poll: Duration::from_millis(250),
             shutdown_grace: Duration::from_secs(10),
             prune_after: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_snoozes: 100,
         }
     }
 }
@@ -279,7 +283,10 @@ impl Node {
     }
 
     /// Enqueues a job and runs it on this node at once, ahead of the queue
-    /// and outside its concurrency limit (Bildad's `enqueue_and_run`).
+    /// and outside this node's concurrency limit (Bildad's
+    /// `enqueue_and_run`). On a paused or limited queue (see
+    /// [`Client::queue_set`]) the job waits for the queue's claims like any
+    /// other, so the queue's limits hold.
     pub async fn enqueue_and_run(&self, request: Enqueue) -> Result<Inserted, ClientError> {
         self.handle().enqueue_and_run(request).await
     }

@@ -2,6 +2,7 @@
 //! history, the ending the queue logic decides on, log lines, progress, and
 //! how retries of a failed run are spaced.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,9 @@ pub enum RunResult {
     Failed,
     /// Somebody cancelled the job while it ran.
     Cancelled,
+    /// The job snoozed: it runs again after the delay it asked for, and the
+    /// attempt was given back.
+    Snoozed,
 }
 
 impl RunResult {
@@ -26,6 +30,7 @@ impl RunResult {
             RunResult::Succeeded => "succeeded",
             RunResult::Failed => "failed",
             RunResult::Cancelled => "cancelled",
+            RunResult::Snoozed => "snoozed",
         }
     }
 }
@@ -50,6 +55,11 @@ pub enum Reason {
     Expired,
     /// The node shut down before the run finished; the job runs again.
     Shutdown,
+    /// The job asked to snooze more times than a job may (the node's
+    /// `max_snoozes`); the job is over.
+    #[serde(rename = "snooze_limit")]
+    #[sqlx(rename = "snooze_limit")]
+    SnoozeLimit,
 }
 
 impl Reason {
@@ -63,6 +73,7 @@ impl Reason {
             Reason::Cancelled => "cancelled",
             Reason::Expired => "expired",
             Reason::Shutdown => "shutdown",
+            Reason::SnoozeLimit => "snooze_limit",
         }
     }
 }
@@ -90,6 +101,12 @@ pub enum Ending<R = Reason> {
         /// A message for people: the guest's own error, the trap, the limit that was hit.
         message: String,
     },
+    /// The job asked to run again after `delay` (`host.snooze`): the
+    /// attempt is given back.
+    Snoozed {
+        /// How long the job waits before its next run.
+        delay: Duration,
+    },
 }
 
 impl<R: Copy + Into<Reason>> Ending<R> {
@@ -99,22 +116,25 @@ impl<R: Copy + Into<Reason>> Ending<R> {
             Ending::Succeeded { .. } => RunResult::Succeeded,
             Ending::Failed { reason, .. } if (*reason).into() == Reason::Cancelled => RunResult::Cancelled,
             Ending::Failed { .. } => RunResult::Failed,
+            Ending::Snoozed { .. } => RunResult::Snoozed,
         }
     }
 
-    /// The reason, when the run did not succeed.
+    /// The reason, when the run failed or was cancelled.
     pub fn reason(&self) -> Option<R> {
         match self {
-            Ending::Succeeded { .. } => None,
             Ending::Failed { reason, .. } => Some(*reason),
+            Ending::Succeeded { .. } | Ending::Snoozed { .. } => None,
         }
     }
 
-    /// The failure message, when the run did not succeed.
-    pub fn message(&self) -> Option<&str> {
+    /// The message recorded with the run: the failure's, or how long a
+    /// snoozed job waits.
+    pub fn message(&self) -> Option<Cow<'_, str>> {
         match self {
             Ending::Succeeded { .. } => None,
-            Ending::Failed { message, .. } => Some(message),
+            Ending::Failed { message, .. } => Some(Cow::Borrowed(message)),
+            Ending::Snoozed { delay } => Some(Cow::Owned(format!("snoozed for {delay:?}"))),
         }
     }
 
@@ -122,7 +142,7 @@ impl<R: Copy + Into<Reason>> Ending<R> {
     pub fn output(&self) -> Option<&str> {
         match self {
             Ending::Succeeded { output } => Some(output),
-            Ending::Failed { .. } => None,
+            Ending::Failed { .. } | Ending::Snoozed { .. } => None,
         }
     }
 
@@ -131,6 +151,7 @@ impl<R: Copy + Into<Reason>> Ending<R> {
         match self {
             Ending::Succeeded { output } => Ending::Succeeded { output },
             Ending::Failed { reason, message } => Ending::Failed { reason: reason.into(), message },
+            Ending::Snoozed { delay } => Ending::Snoozed { delay },
         }
     }
 }

@@ -32,6 +32,7 @@ pub use component::{LoadError, LoadSource, LoadedJob};
 pub use journal::{FeedBatch, RunFeed, Throttle};
 pub use net::{Capabilities, TlsError};
 pub use outcome::{Ending, Reason, RunOutcome};
+pub use sandbox::MAX_SNOOZE;
 
 use crate::model::Digest;
 use component::ComponentCache;
@@ -45,6 +46,8 @@ pub(crate) mod bindings {
         path: "../wit",
         world: "job",
         exports: { default: async },
+        // A snooze stops the guest: the host function traps.
+        imports: { "elihu:job/host.snooze": trappable },
     });
 }
 
@@ -377,6 +380,12 @@ impl Runtime {
         {
             return Ending::Failed { reason: Reason::Error, message };
         }
+        if let (Some(snooze), Some(Err(Failure::Call(_)))) = (&state.snooze, &finished) {
+            return match snooze {
+                Ok(delay) => Ending::Snoozed { delay: *delay },
+                Err(message) => Ending::Failed { reason: Reason::Error, message: message.clone() },
+            };
+        }
         let memory_message = |wanted: usize| {
             format!(
                 "the run hit its memory limit of {} (it tried to grow its memory to {})",
@@ -452,9 +461,10 @@ fn finish(ending: Ending, journal: &Mutex<Journal>, started: Instant, peak_memor
             journal.redact(&mut message);
             match refine_trap(Ending::Failed { reason, message }, &journal) {
                 Ending::Failed { reason, message } => Ending::Failed { reason, message: journal.bound_message(message) },
-                succeeded => succeeded,
+                other => other,
             }
         }
+        snoozed @ Ending::Snoozed { .. } => snoozed,
     };
     journal.finish();
     let mut calls = journal.audit.finish();

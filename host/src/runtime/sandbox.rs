@@ -2,10 +2,11 @@
 //! environment, with network only as the template grants through the run's
 //! [`RunNet`]; stdout/stderr captured into the run's journal; memory
 //! limiter; the `wasi:http` context) and the host imports a job calls
-//! (`log`, `progress`, `checkpoint`, `config`, `secret`).
+//! (`log`, `progress`, `checkpoint`, `config`, `secret`, `snooze`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
@@ -140,7 +141,12 @@ pub(crate) struct RunState {
     config: Arc<BTreeMap<String, String>>,
     capabilities: Option<Arc<Capabilities>>,
     pub(crate) interrupted: Option<Interruption>,
+    /// The job called `snooze`: the delay it asked for, or why it was refused.
+    pub(crate) snooze: Option<Result<Duration, String>>,
 }
+
+/// The longest a job may snooze at once.
+pub const MAX_SNOOZE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl RunState {
     pub(crate) fn new(
@@ -172,6 +178,7 @@ impl RunState {
             config,
             capabilities,
             interrupted: None,
+            snooze: None,
         }
     }
 
@@ -222,5 +229,20 @@ impl host::Host for RunState {
 
     fn secret(&mut self, name: String) -> Option<String> {
         self.capabilities.as_ref()?.readable(&name).map(|v| v.expose().to_string())
+    }
+
+    fn snooze(&mut self, milliseconds: u64) -> wasmtime::Result<()> {
+        let delay = Duration::from_millis(milliseconds);
+        self.snooze = Some(if delay <= MAX_SNOOZE {
+            Ok(delay)
+        } else {
+            Err(format!(
+                "the job asked to snooze for {}; the longest snooze is {}",
+                crate::units::format_duration(delay),
+                crate::units::format_duration(MAX_SNOOZE)
+            ))
+        });
+        // The trap stops the guest here; `classify` reads what was asked.
+        Err(wasmtime::Error::msg("the job snoozed"))
     }
 }

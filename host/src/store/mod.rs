@@ -1,11 +1,13 @@
 //! The store: every durable fact of elihu (components, templates, jobs, runs,
-//! nodes, the leader lease, schedules, secrets) behind one `Store` trait with
+//! nodes, the leader lease, schedules, secrets, queue settings) behind one `Store` trait with
 //! object-first method names. One implementation (`sql`) serves every
 //! database; a `Dialect` per database (`sqlite`, `postgres`) supplies only the
 //! statements that truly differ. Rows map to these types by derive. Queue
 //! logic (retry policy, backoff, what happens at the last attempt) lives
-//! above, in `queue` and `engine`.
+//! above, in `queue` and `engine`; the queue settings (pause, global and rate
+//! limits, partitions) are enforced here, in the claim itself.
 
+mod flow;
 mod postgres;
 mod rows;
 mod sql;
@@ -18,9 +20,11 @@ use utoipa::ToSchema;
 
 use crate::grants::{AllowedHost, Grants};
 use crate::model::{
-    Backoff, Call, CatchUp, Digest, Ending, JobId, LogLine, Millis, Progress, Reason, RunId, RunResult, TemplateLimits,
+    Backoff, Call, CatchUp, Digest, Ending, JobId, LogLine, Millis, Partition, Progress, Reason, RunId, RunResult,
+    TemplateLimits,
 };
 
+pub use flow::{Claim, ClaimHints, DepthRow, Held, HeldBack, QueueChange, QueueInfo, QueueRow, QueueSettings, StartsRow};
 pub use postgres::{PostgresDialect, PostgresStore};
 pub use rows::{JsonText, NullableJsonText, RunRow};
 pub use sql::{Dialect, Param, Pick, SqlStore};
@@ -274,6 +278,12 @@ pub struct Job {
     pub allowed_hosts: Option<Vec<AllowedHost>>,
     /// The W3C `traceparent` it was enqueued with, if any.
     pub traceparent: Option<String>,
+    /// Its partition key while its queue is partitioned (see
+    /// [`Partition::key`]).
+    pub partition_key: Option<String>,
+    /// How many times it snoozed.
+    #[sqlx(try_from = "i64")]
+    pub snoozes: u32,
 }
 
 /// A job claimed for a run, with what the run needs from its template as
@@ -412,6 +422,12 @@ pub enum JobNext {
         /// Give the attempt back.
         refund: bool,
     },
+    /// The job snoozed: available again at `at`, the attempt given back,
+    /// one more snooze counted.
+    Snooze {
+        /// When.
+        at: Millis,
+    },
 }
 
 /// What a cancel did.
@@ -446,6 +462,8 @@ pub struct RunFilter {
     pub job_id: Option<JobId>,
     /// Only this template's runs.
     pub template: Option<String>,
+    /// Only runs in flight, or only runs that are over.
+    pub status: Option<RunStatus>,
     /// At most this many (default 100), newest first.
     pub limit: Option<i64>,
 }
@@ -478,6 +496,8 @@ pub struct TemplateStats {
     pub failed: i64,
     /// Runs that were cancelled.
     pub cancelled: i64,
+    /// Runs that snoozed.
+    pub snoozed: i64,
     /// Jobs waiting.
     pub queued: i64,
     /// Jobs running.
@@ -580,7 +600,13 @@ pub trait Store: Send + Sync + 'static {
     /// Queued and running jobs, in claim order.
     async fn job_list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
     /// Claims up to `limit` available jobs of `queue` due at `now`, by
-    /// (priority, run-at, id), opening a run for each.
+    /// (priority, run-at, id), opening a run for each, within the queue's
+    /// settings: none from a paused queue; no more than its global limit
+    /// allows beside its running jobs, nor its rate limit beside its starts
+    /// in the window (per partition when it is partitioned). The limits are
+    /// checked in the claim statement itself, on every database; claims of a
+    /// limited queue are serialised for the length of the claim (PostgreSQL
+    /// locks its settings row), those of other queues are not.
     async fn job_claim(
         &self,
         node_id: &str,
@@ -588,9 +614,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         now: Millis,
         expires_at: Millis,
-    ) -> Result<Vec<Claimed>, StoreError>;
-    /// Claims one specific available job now, whatever its run-at or queue
-    /// (Bildad's `enqueue_and_run`). `None` when it is not available.
+    ) -> Result<Claim, StoreError>;
+    /// Claims one specific available job now, whatever its run-at (Bildad's
+    /// `enqueue_and_run`). `None` when it is not available, or when its queue
+    /// is paused or limited: then it waits for the queue's claims.
     async fn job_claim_id(&self, node_id: &str, id: JobId, now: Millis, expires_at: Millis) -> Result<Option<Claimed>, StoreError>;
     /// Cancels a job: removes it if waiting, flags it if running.
     async fn job_cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError>;
@@ -647,6 +674,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Per-template figures.
     async fn stats(&self) -> Result<Vec<TemplateStats>, StoreError>;
+
+    /// A queue's settings (none set: [`QueueSettings::none`]).
+    async fn queue_get(&self, name: &str) -> Result<QueueSettings, StoreError>;
+    /// Changes a queue's settings. A new partition recomputes the partition
+    /// key of every job of the queue in the same transaction (PostgreSQL
+    /// holds enqueues, claims and completions meanwhile). Resuming or
+    /// changing limits wakes listening nodes.
+    async fn queue_set(&self, name: &str, change: &QueueChange, now: Millis) -> Result<QueueSettings, StoreError>;
+    /// Every queue with settings or jobs, by name: settings, depth, running
+    /// jobs, and how many due jobs each setting holds back at `now`.
+    async fn queue_list(&self, now: Millis) -> Result<Vec<QueueInfo>, StoreError>;
 
     /// Creates or replaces a schedule (its name, template, context, rule and
     /// catch-up). Replacing one withdraws the job it had queued, so the next

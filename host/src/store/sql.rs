@@ -2,14 +2,18 @@
 //! method whose SQL both databases accept (sqlx takes `$N` placeholders on
 //! SQLite too) is written here once; a dialect supplies its pool and
 //! migrations and the few statements that truly differ (the claim, bulk
-//! inserts and completions, notifications, stats).
+//! inserts and completions, notifications, stats). Queue settings and their
+//! partition keys are kept here too; the picks of limited claims are in
+//! `flow`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::flow::{self, ClaimHints, DepthRow, QueueRow, StartsRow};
 use super::rows::{RunRow, insert_stretches, json_text, sort_closed};
 use super::*;
 
@@ -24,6 +28,13 @@ pub trait Dialect: Send + Sync + 'static {
     /// A statement (`$1`: the name) that keeps a template's jobs from being
     /// claimed until the transaction ends, where the write lock does not.
     const LOCK_TEMPLATE: Option<&'static str>;
+    /// A statement that waits for every transaction writing jobs to end and
+    /// holds new ones until this one ends (while a queue's partition keys
+    /// are recomputed), where the write lock does not.
+    const LOCK_JOBS: Option<&'static str>;
+    /// The suffix of [`flow::SETTINGS`] that keeps the row for this
+    /// transaction: a queue's settings cannot change under a claim.
+    const LOCK_SETTINGS: &'static str;
 
     /// The database's migrations.
     fn migrator() -> &'static Migrator;
@@ -32,15 +43,20 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// Claims the jobs `pick` names that are available and due at `now`,
     /// opening a run for each (with the template's digest and config as they
-    /// are now), in claim order. A picked job whose template was deleted can
-    /// never run: it is deleted instead.
+    /// are now), in claim order, within the queue's settings (see
+    /// [`Store::job_claim`]; `hints` remembers which queues were limited). A
+    /// picked job whose template was deleted can never run: it is deleted
+    /// instead.
     async fn claim(
         pool: &Pool<Self::Db>,
+        hints: &ClaimHints,
         node_id: &str,
         pick: Pick<'_>,
         now: Millis,
         expires_at: Millis,
-    ) -> Result<Vec<Claimed>, StoreError>;
+    ) -> Result<Claim, StoreError>;
+    /// Sets the partition key of each job named.
+    async fn set_partition_keys(tx: &mut Transaction<'static, Self::Db>, keys: &[(JobId, String)]) -> Result<(), StoreError>;
     /// Inserts jobs without unique keys in a fixed number of statements;
     /// their ids follow the order of `jobs`.
     async fn insert_unkeyed(tx: &mut Transaction<'static, Self::Db>, jobs: &[NewJob], now: Millis) -> Result<Vec<JobId>, StoreError>;
@@ -105,11 +121,12 @@ pub enum Pick<'a> {
 /// elihu's store on an SQL database; see [`SqliteStore`] and [`PostgresStore`].
 pub struct SqlStore<D: Dialect> {
     pub(super) pool: Pool<D::Db>,
+    hints: Arc<ClaimHints>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
-        SqlStore { pool: self.pool.clone() }
+        SqlStore { pool: self.pool.clone(), hints: self.hints.clone() }
     }
 }
 
@@ -154,6 +171,12 @@ macro_rules! for_every_dialect {
             for<'q> Option<JobId>: Param<'q, D::Db>,
             for<'q> Option<Millis>: Param<'q, D::Db>,
             for<'r> (i64,): FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> (Option<Millis>,): FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> (Option<String>,): FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> (JobId, String, String): FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> QueueRow: FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> DepthRow: FromRow<'r, <D::Db as Database>::Row>,
+            for<'r> StartsRow: FromRow<'r, <D::Db as Database>::Row>,
             for<'r> (JobId,): FromRow<'r, <D::Db as Database>::Row>,
             for<'r> (String,): FromRow<'r, <D::Db as Database>::Row>,
             for<'r> (Vec<u8>,): FromRow<'r, <D::Db as Database>::Row>,
@@ -172,7 +195,7 @@ for_every_dialect! {
 impl SqlStore {
     /// A store over an opened pool.
     pub(super) fn new(pool: Pool<D::Db>) -> Self {
-        SqlStore { pool }
+        SqlStore { pool, hints: Arc::default() }
     }
 
     /// Opens a writing transaction (see [`begin_detached`]).
@@ -199,10 +222,58 @@ impl SqlStore {
             }
         }
         Self::set_traceparents(tx, jobs, &out).await?;
+        Self::key_partitions(tx, jobs, &out).await?;
         for queue in due {
             D::notify(tx, &Notice::JobsAvailable { queue: queue.to_string() }).await?;
         }
         Ok(out)
+    }
+
+    /// Gives the new jobs of partitioned queues their partition keys. Read
+    /// after the insert: on PostgreSQL the insert holds the lock a change of
+    /// partition waits for, so the setting read here is the one in force.
+    async fn key_partitions(tx: &mut Transaction<'static, D::Db>, jobs: &[NewJob], inserted: &[Inserted]) -> Result<(), StoreError> {
+        let mut partitions: HashMap<&str, Option<Partition>> = HashMap::new();
+        let mut keys = Vec::new();
+        for (job, inserted) in jobs.iter().zip(inserted) {
+            let Inserted::New(id) = inserted else { continue };
+            if !partitions.contains_key(job.queue.as_str()) {
+                let partition = Self::settings(&mut **tx, &job.queue, "").await?.partition;
+                partitions.insert(&job.queue, partition);
+            }
+            if let Some(partition) = &partitions[job.queue.as_str()] {
+                keys.push((*id, partition.key(&job.template, &job.context)));
+            }
+        }
+        if !keys.is_empty() {
+            D::set_partition_keys(tx, &keys).await?;
+        }
+        Ok(())
+    }
+
+    /// A queue's settings, read with `lock` appended (a row-lock clause or nothing).
+    pub(super) async fn settings<'e, E>(executor: E, queue: &str, lock: &str) -> Result<QueueSettings, StoreError>
+    where
+        E: Executor<'e, Database = D::Db>,
+    {
+        let sql = format!("{}{lock}", flow::SETTINGS);
+        let row: Option<QueueRow> = sqlx::query_as(&sql).bind(queue).fetch_optional(executor).await?;
+        row.map_or_else(|| Ok(QueueSettings::none(queue)), QueueSettings::try_from)
+    }
+
+    /// The `now` of a claim of a queue with these settings, taken after the
+    /// claim got the queue's settings row or the write lock: for a
+    /// rate-limited queue no earlier than its latest start (see
+    /// [`flow::LATEST_START`]).
+    pub(super) async fn claim_now<'e, E>(executor: E, settings: &QueueSettings, now: Millis) -> Result<Millis, StoreError>
+    where
+        E: Executor<'e, Database = D::Db>,
+    {
+        if settings.rate.is_none() {
+            return Ok(now);
+        }
+        let (latest,): (Option<Millis>,) = sqlx::query_as(flow::LATEST_START).bind(&settings.name).fetch_one(executor).await?;
+        Ok(flow::not_before_latest_start(now, latest))
     }
 
     /// Inserts one job, or finds the queued or running job holding its unique key.
@@ -248,12 +319,12 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Moves a retried job back to its queue once its run is closed, and
-    /// wakes listening nodes when it is due at once.
-    async fn move_on(tx: &mut Transaction<'static, D::Db>, end: &RunEnd, at: Millis, refund: bool) -> Result<(), StoreError> {
+    /// Moves a retried or snoozed job back to its queue once its run is
+    /// closed, and wakes listening nodes when it is due at once.
+    async fn move_on(tx: &mut Transaction<'static, D::Db>, end: &RunEnd, at: Millis, refund: bool, snoozed: bool) -> Result<(), StoreError> {
         let queue: Option<String> = sqlx::query_scalar(
             "UPDATE jobs SET state = 'available', run_at = $1, node_id = NULL, current_run = NULL,
-                 attempt = attempt - $2, checkpoint = COALESCE($3, checkpoint)
+                 attempt = attempt - $2, checkpoint = COALESCE($3, checkpoint), snoozes = snoozes + $6
              WHERE id = $4 AND current_run = $5
              RETURNING queue",
         )
@@ -262,6 +333,7 @@ impl SqlStore {
         .bind(end.checkpoint.as_deref())
         .bind(end.job_id)
         .bind(end.run_id)
+        .bind(i64::from(snoozed))
         .fetch_optional(&mut **tx)
         .await?;
         if let Some(queue) = queue
@@ -281,6 +353,28 @@ impl SqlStore {
             }
         }
         Ok(())
+    }
+
+    /// Recomputes the partition key of every job of `queue`, a batch of
+    /// jobs at a time.
+    async fn repartition(tx: &mut Transaction<'static, D::Db>, queue: &str, partition: Option<&Partition>) -> Result<(), StoreError> {
+        let Some(partition) = partition else {
+            sqlx::query("UPDATE jobs SET partition_key = NULL WHERE queue = $1").bind(queue).execute(&mut **tx).await?;
+            return Ok(());
+        };
+        let mut after = JobId(0);
+        loop {
+            let jobs: Vec<(JobId, String, String)> =
+                sqlx::query_as("SELECT id, template, context FROM jobs WHERE queue = $1 AND id > $2 ORDER BY id LIMIT 10000")
+                    .bind(queue)
+                    .bind(after)
+                    .fetch_all(&mut **tx)
+                    .await?;
+            let Some(last) = jobs.last() else { return Ok(()) };
+            after = last.0;
+            let keys: Vec<(JobId, String)> = jobs.iter().map(|(id, template, context)| (*id, partition.key(template, context))).collect();
+            D::set_partition_keys(tx, &keys).await?;
+        }
     }
 
     /// The changes of `statement` bound to `name`, in `tx`.
@@ -417,12 +511,12 @@ impl Store for SqlStore {
         limit: u32,
         now: Millis,
         expires_at: Millis,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        D::claim(&self.pool, node_id, Pick::Queue { queue, limit }, now, expires_at).await
+    ) -> Result<Claim, StoreError> {
+        D::claim(&self.pool, &self.hints, node_id, Pick::Queue { queue, limit }, now, expires_at).await
     }
 
     async fn job_claim_id(&self, node_id: &str, id: JobId, now: Millis, expires_at: Millis) -> Result<Option<Claimed>, StoreError> {
-        Ok(D::claim(&self.pool, node_id, Pick::Job(id), now, expires_at).await?.pop())
+        Ok(D::claim(&self.pool, &self.hints, node_id, Pick::Job(id), now, expires_at).await?.jobs.pop())
     }
 
     async fn job_cancel(&self, id: JobId) -> Result<CancelOutcome, StoreError> {
@@ -462,8 +556,10 @@ impl Store for SqlStore {
             D::delete_finished(&mut tx, &done).await?;
         }
         for ((end, next), ok) in ends.iter().zip(&applied) {
-            if let (JobNext::Retry { at, refund }, true) = (next, ok) {
-                Self::move_on(&mut tx, end, *at, *refund).await?;
+            match (next, ok) {
+                (JobNext::Retry { at, refund }, true) => Self::move_on(&mut tx, end, *at, *refund, false).await?,
+                (JobNext::Snooze { at }, true) => Self::move_on(&mut tx, end, *at, true, true).await?,
+                _ => {}
             }
         }
         tx.commit().await?;
@@ -504,11 +600,13 @@ impl Store for SqlStore {
     async fn run_list(&self, filter: &RunFilter) -> Result<Vec<Run>, StoreError> {
         let rows: Vec<RunRow> = sqlx::query_as(
             "SELECT * FROM runs WHERE (CAST($1 AS BIGINT) IS NULL OR job_id = $1) AND (CAST($2 AS TEXT) IS NULL OR template = $2)
+                 AND (CAST($4 AS TEXT) IS NULL OR status = $4)
              ORDER BY id DESC LIMIT $3",
         )
         .bind(filter.job_id)
         .bind(filter.template.as_deref())
         .bind(filter.limit.unwrap_or(100))
+        .bind(filter.status.map(RunStatus::as_str))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Run::from).collect())
@@ -640,6 +738,69 @@ impl Store for SqlStore {
 
     async fn secrets_key(&self) -> Result<Option<KeyCheck>, StoreError> {
         Ok(sqlx::query_as("SELECT key_id, check_value FROM secrets_key WHERE id = 1").fetch_optional(&self.pool).await?)
+    }
+
+    async fn queue_get(&self, name: &str) -> Result<QueueSettings, StoreError> {
+        Self::settings(&self.pool, name, "").await
+    }
+
+    async fn queue_set(&self, name: &str, change: &QueueChange, now: Millis) -> Result<QueueSettings, StoreError> {
+        let mut tx = self.write().await?;
+        // The row first, then the jobs: a claim holds the row and then writes
+        // jobs, so taking them in the other order could deadlock with it.
+        sqlx::query("INSERT INTO queues (name, updated_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let before = Self::settings(&mut *tx, name, D::LOCK_SETTINGS).await?;
+        let after = before.changed(change);
+        let repartition = after.partition != before.partition;
+        if repartition && let Some(lock) = D::LOCK_JOBS {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        let rate = after.rate;
+        sqlx::query(
+            "UPDATE queues SET paused = $1, global_limit = $2, rate_limit = $3, rate_period_ms = $4, partition_by = $5,
+                 updated_at = $6
+             WHERE name = $7",
+        )
+        .bind(after.paused)
+        .bind(after.global_limit.map(i64::from))
+        .bind(rate.map(|r| i64::from(r.limit)))
+        .bind(rate.map(|r| r.period.as_millis() as i64))
+        .bind(after.partition.as_ref().map(Partition::as_str))
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        if repartition {
+            Self::repartition(&mut tx, name, after.partition.as_ref()).await?;
+        }
+        if rate.is_none() || repartition {
+            // The window's starts were counted under the old setting.
+            sqlx::query("DELETE FROM queue_starts WHERE queue = $1").bind(name).execute(&mut *tx).await?;
+        }
+        if !after.paused {
+            D::notify(&mut tx, &Notice::JobsAvailable { queue: name.to_string() }).await?;
+        }
+        tx.commit().await?;
+        if after.limits_claims() {
+            self.hints.set(name, true);
+        }
+        Ok(after)
+    }
+
+    async fn queue_list(&self, now: Millis) -> Result<Vec<QueueInfo>, StoreError> {
+        let rows: Vec<QueueRow> = sqlx::query_as(
+            "SELECT name, paused, global_limit, rate_limit, rate_period_ms, partition_by FROM queues ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let settings = rows.into_iter().map(QueueSettings::try_from).collect::<Result<Vec<_>, _>>()?;
+        let depths: Vec<DepthRow> = sqlx::query_as(flow::DEPTHS).bind(now).fetch_all(&self.pool).await?;
+        let starts: Vec<StartsRow> = sqlx::query_as(flow::STARTS_IN_WINDOW).bind(now).fetch_all(&self.pool).await?;
+        Ok(flow::queue_infos(settings, depths, starts))
     }
 
     async fn schedule_put(&self, schedule: &StoredSchedule, now: Millis) -> Result<StoredSchedule, StoreError> {

@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, FromRow, Sqlite, SqliteConnection, Transaction};
 
 use super::rows::json_text;
+use super::flow;
 use super::sql::{Dialect, Pick, SqlStore};
 use super::*;
 
@@ -77,6 +78,12 @@ struct TemplateNow {
     limits: TemplateLimits,
 }
 
+/// The earliest start of `queue` still in its rate window.
+async fn earliest_start(tx: &mut Transaction<'static, Sqlite>, queue: &str, window_start: Millis) -> Result<Option<Millis>, StoreError> {
+    let (earliest,): (Option<Millis>,) = sqlx::query_as(flow::EARLIEST_START).bind(queue).bind(window_start).fetch_one(&mut **tx).await?;
+    Ok(earliest)
+}
+
 /// A list of values as the JSON text `json_each` reads.
 fn json_list<T: serde::Serialize>(values: impl Iterator<Item = T>) -> String {
     serde_json::to_string(&values.collect::<Vec<T>>()).expect("plain values serialise")
@@ -88,6 +95,8 @@ impl Dialect for SqliteDialect {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     // `BEGIN IMMEDIATE` holds the database's one write lock already.
     const LOCK_TEMPLATE: Option<&'static str> = None;
+    const LOCK_JOBS: Option<&'static str> = None;
+    const LOCK_SETTINGS: &'static str = "";
 
     fn migrator() -> &'static sqlx::migrate::Migrator {
         &MIGRATOR
@@ -99,15 +108,45 @@ impl Dialect for SqliteDialect {
 
     async fn claim(
         pool: &SqlitePool,
+        _hints: &ClaimHints,
         node_id: &str,
         pick: Pick<'_>,
         now: Millis,
         expires_at: Millis,
-    ) -> Result<Vec<Claimed>, StoreError> {
+    ) -> Result<Claim, StoreError> {
         let mut tx = begin_detached(pool, Self::BEGIN_WRITE).await?;
+        // The write lock serialises claims: the settings read here hold
+        // until the claim commits.
+        let (settings, wanted) = match pick {
+            Pick::Queue { queue, limit } => (SqlStore::<Self>::settings(&mut *tx, queue, "").await?, limit),
+            Pick::Job(_) => (QueueSettings::none(""), 1),
+        };
+        if settings.paused {
+            tx.rollback().await?;
+            return Ok(Claim { jobs: Vec::new(), held: Some(Held::Paused) });
+        }
+        let now = SqlStore::<Self>::claim_now(&mut *tx, &settings, now).await?;
+        let (global_limit, rate_limit, window_start) = flow::limit_params(&settings, now);
         // The rows are taken first and decoded after the statement: decoding
         // them as they stream would keep the write lock held meanwhile.
         let rows: Vec<SqliteRow> = match pick {
+            Pick::Queue { queue, limit } if settings.limits_claims() => {
+                let sql = format!(
+                    "UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = $1 WHERE id IN ({}) RETURNING *",
+                    flow::pick_sql(&settings)
+                );
+                sqlx::query(&sql)
+                    .bind(node_id)
+                    .bind(queue)
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .bind(expires_at)
+                    .bind(global_limit)
+                    .bind(rate_limit)
+                    .bind(window_start)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
             Pick::Queue { queue, limit } => sqlx::query(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = $1
                  WHERE id IN (SELECT id FROM jobs WHERE queue = $2 AND state = 'available' AND run_at <= $3
@@ -118,19 +157,30 @@ impl Dialect for SqliteDialect {
             .bind(node_id)
             .bind(queue)
             .bind(now)
-            .bind(i64::from(limit)),
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?,
+            // A job of a paused or limited queue waits for the queue's claims.
             Pick::Job(id) => sqlx::query(
-                "UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = $1 WHERE id = $2 AND state = 'available' RETURNING *",
+                "UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = $1
+                 WHERE id = $2 AND state = 'available' AND NOT EXISTS (
+                     SELECT 1 FROM queues q WHERE q.name = jobs.queue
+                         AND (q.paused OR q.global_limit IS NOT NULL OR q.rate_limit IS NOT NULL))
+                 RETURNING *",
             )
             .bind(node_id)
-            .bind(id),
-        }
-        .fetch_all(&mut *tx)
-        .await?;
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?,
+        };
         let mut jobs = rows.iter().map(Job::from_row).collect::<Result<Vec<Job>, _>>()?;
         if jobs.is_empty() {
+            let until = match settings.rate {
+                Some(_) => flow::rate_until(&settings, earliest_start(&mut tx, &settings.name, window_start).await?),
+                None => None,
+            };
             tx.rollback().await?;
-            return Ok(Vec::new());
+            return Ok(if settings.limits_claims() { flow::limited_claim(Vec::new(), wanted, || until) } else { Claim::default() });
         }
         jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
         // A run for each job whose template exists, with its digest as it is now.
@@ -187,8 +237,40 @@ impl Dialect for SqliteDialect {
             sqlx::query("DELETE FROM jobs WHERE id IN (SELECT value FROM json_each($1))").bind(json_list(dropped.iter())).execute(&mut *tx).await?;
             tracing::warn!(jobs = ?dropped, "dropped jobs whose template was deleted: they cannot run");
         }
+        if !settings.limits_claims() {
+            tx.commit().await?;
+            return Ok(Claim { jobs: claimed, held: None });
+        }
+        let mut until = None;
+        if settings.rate.is_some() {
+            // Record the starts, forget those that left the window.
+            sqlx::query(
+                "INSERT INTO queue_starts (queue, partition_key, started_at)
+                 SELECT queue, partition_key, $2 FROM jobs WHERE id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(json_list(claimed.iter().map(|c| c.job.id)))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM queue_starts WHERE queue = $1 AND started_at <= $2")
+                .bind(&settings.name)
+                .bind(window_start)
+                .execute(&mut *tx)
+                .await?;
+            if claimed.len() < wanted as usize {
+                until = flow::rate_until(&settings, earliest_start(&mut tx, &settings.name, window_start).await?);
+            }
+        }
         tx.commit().await?;
-        Ok(claimed)
+        Ok(flow::limited_claim(claimed, wanted, || until))
+    }
+
+    async fn set_partition_keys(tx: &mut Transaction<'static, Sqlite>, keys: &[(JobId, String)]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET partition_key = e.value ->> 1 FROM json_each($1) AS e WHERE jobs.id = e.value ->> 0")
+            .bind(serde_json::to_string(keys).expect("ids and keys serialise"))
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 
     async fn insert_unkeyed(tx: &mut Transaction<'static, Sqlite>, jobs: &[NewJob], now: Millis) -> Result<Vec<JobId>, StoreError> {
@@ -275,11 +357,13 @@ impl Dialect for SqliteDialect {
         let counts: Vec<TemplateStats> = sqlx::query_as(
             "WITH names AS (SELECT name AS template FROM templates UNION SELECT template FROM runs UNION SELECT template FROM jobs),
              r AS (SELECT template, SUM(result = 'succeeded') AS succeeded, SUM(result = 'failed') AS failed,
-                          SUM(result = 'cancelled') AS cancelled, SUM(calls_made) AS calls, SUM(calls_denied) AS calls_denied
+                          SUM(result = 'cancelled') AS cancelled, SUM(result = 'snoozed') AS snoozed,
+                          SUM(calls_made) AS calls, SUM(calls_denied) AS calls_denied
                    FROM runs WHERE status = 'done' GROUP BY template),
              j AS (SELECT template, SUM(state = 'available') AS queued, SUM(state = 'running') AS running FROM jobs GROUP BY template)
              SELECT names.template, COALESCE(r.succeeded, 0) AS succeeded, COALESCE(r.failed, 0) AS failed,
-                    COALESCE(r.cancelled, 0) AS cancelled, COALESCE(j.queued, 0) AS queued, COALESCE(j.running, 0) AS running,
+                    COALESCE(r.cancelled, 0) AS cancelled, COALESCE(r.snoozed, 0) AS snoozed,
+                    COALESCE(j.queued, 0) AS queued, COALESCE(j.running, 0) AS running,
                     NULL AS duration_p50_ms, NULL AS duration_p95_ms,
                     COALESCE(r.calls, 0) AS calls, COALESCE(r.calls_denied, 0) AS calls_denied
              FROM names LEFT JOIN r USING (template) LEFT JOIN j USING (template)

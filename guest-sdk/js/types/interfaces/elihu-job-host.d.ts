@@ -36,5 +36,25 @@ declare module 'elihu:job/host@0.1.0' {
    * output or error message, elihu stores `***` instead.
    */
   export function secret(name: string): string | undefined;
+  /**
+   * Ends this run now and asks elihu to run the job again once
+   * `milliseconds` have passed: a "snooze", for a job that finds it cannot
+   * proceed yet (a resource not ready, a downstream asking it to slow down)
+   * without that being a failure.
+   * 
+   * The call does not return: elihu stops the guest at once (as a trap
+   * would, so nothing after the call runs and no destructor runs), records
+   * the run with result `snoozed`, and makes the job available again after
+   * the delay. The attempt is given back: a snooze does not count towards
+   * `max-attempts`, and the next run sees the same `attempt` number. The
+   * latest checkpoint saved with `checkpoint` is kept for the next run, so
+   * a job can count its own snoozes there.
+   * 
+   * Each node caps the snoozes of one job (`max_snoozes`, 100 by default):
+   * the snooze past the cap fails the run with reason `snooze_limit` and
+   * the job is over. A delay longer than 30 days fails the run with reason
+   * `error`.
+   */
+  export function snooze(milliseconds: bigint): void;
   export type Level = import('elihu:job/types@0.1.0').Level;
 }
