@@ -29,6 +29,7 @@ mod api;
 mod authoring;
 mod cli_node;
 mod cli_run;
+mod dashboard;
 mod hostile;
 mod loading;
 mod multinode;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use elihu::runtime::{JobInfo, LoadedJob, RunLimits, RunOutcome, RunRequest, Runtime, RuntimeConfig};
 use serde_json::Value;
 
+pub mod browser;
 pub mod node;
 pub mod polyglot;
 pub mod postgres;

@@ -10,6 +10,7 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+mod views;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ pub use postgres::{PostgresDialect, PostgresStore};
 pub use rows::{JsonText, RunRow};
 pub use sql::{Dialect, Param, Pick, SqlStore};
 pub use sqlite::{SqliteDialect, SqliteStore};
+pub use views::{FailureGroup, JobPageQuery, MinuteCount, NodeLoad, QueueCounts, RunMessage, Views};
 
 /// Why the store refused or failed an operation.
 #[derive(Debug, thiserror::Error)]
@@ -560,6 +562,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Per-template figures.
     async fn stats(&self) -> Result<Vec<TemplateStats>, StoreError>;
+
+    /// The dashboard's bounded reads (see [`Views`]).
+    fn views(&self) -> &dyn Views;
 
     /// Creates or replaces a schedule (its name, template, context, rule and
     /// catch-up). Replacing one withdraws the job it had queued, so the next
