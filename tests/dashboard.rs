@@ -69,12 +69,12 @@ async fn the_overview_shows_every_outcome_and_a_failed_job_its_reason() {
     let browser = Browser::open().await;
     browser.driver.goto(format!("http://{addr}/")).await.unwrap();
     let row = "#queues tr[data-queue=default]";
-    assert_eq!(browser.find(&format!("{row} td.running")).await.text().await.unwrap(), "1");
-    assert_eq!(browser.find(&format!("{row} td.scheduled")).await.text().await.unwrap(), "1");
-    assert_eq!(browser.find(&format!("{row} td.retrying")).await.text().await.unwrap(), "1");
-    assert_eq!(browser.find(&format!("{row} td.available")).await.text().await.unwrap(), "0");
+    assert_eq!(browser.text(&format!("{row} td.running")).await, "1");
+    assert_eq!(browser.text(&format!("{row} td.scheduled")).await, "1");
+    assert_eq!(browser.text(&format!("{row} td.retrying")).await, "1");
+    assert_eq!(browser.text(&format!("{row} td.available")).await, "0");
     // Succeeded: hello; failed: panic and progress's first attempt.
-    let plot = browser.find("#throughput").await.attr("aria-label").await.unwrap().unwrap();
+    let plot = browser.attr("#throughput", "aria-label").await;
     assert!(plot.ends_with("2 succeeded, 2 failed") || plot.ends_with("1 succeeded, 2 failed"), "{plot}");
     browser.find("#p50").await;
     // The leader is elected within a maintenance pass; the page refreshes itself.
@@ -87,14 +87,14 @@ async fn the_overview_shows_every_outcome_and_a_failed_job_its_reason() {
     browser.screenshot("runs").await;
     group.find(By::Css("td.message a")).await.unwrap().click().await.unwrap();
     browser.until_text("#job-status", "failed").await;
-    assert_eq!(browser.find("#runs td.reason").await.text().await.unwrap(), "trap");
-    assert!(browser.find("#runs td.message").await.text().await.unwrap().contains("the disk is on fire"));
-    assert!(browser.find("#context").await.text().await.unwrap().contains("the disk is on fire"));
+    assert_eq!(browser.text("#runs td.reason").await, "trap");
+    assert!(browser.text("#runs td.message").await.contains("the disk is on fire"));
+    assert!(browser.text("#context").await.contains("the disk is on fire"));
     browser.screenshot("job").await;
     // Retry: the same context again, as a new job.
-    browser.find("#retry").await.click().await.unwrap();
-    browser.until_text("h1", "Job").await;
-    let url = browser.url().await;
+    let failed_page = browser.url().await;
+    browser.click("#retry").await;
+    let url = browser.until_left(&failed_page).await;
     let again: i64 = url.rsplit('/').next().unwrap().parse().unwrap();
     assert_ne!(again, failed.0, "{url}");
     let run = next_event(&mut events, |e| e.job_id() == JobId(again) && e.is_final()).await;
@@ -118,11 +118,11 @@ async fn a_running_job_is_cancelled_from_its_page() {
     browser.driver.goto(format!("http://{addr}/jobs/{id}")).await.unwrap();
     browser.until_text("#job-status", "running").await;
     browser.find("#running progress").await;
-    browser.find("#cancel").await.click().await.unwrap();
+    browser.click("#cancel").await;
     // The page refreshes itself until the run has ended.
     browser.until_text("#runs td.result", "cancelled").await;
     browser.until_text("#job-status", "cancelled").await;
-    assert_eq!(browser.find("#runs td.reason").await.text().await.unwrap(), "cancelled");
+    assert_eq!(browser.text("#runs td.reason").await, "cancelled");
     browser.close().await;
     assert!(client.job_get(id).await.unwrap().is_none(), "the cancelled job is finished");
     node.shutdown().await;
@@ -143,9 +143,9 @@ async fn many_jobs_are_cancelled_from_the_list() {
     assert_eq!(browser.driver.find_all(By::Css("#jobs tbody tr")).await.unwrap().len(), 1, "the text filter finds one job");
     browser.driver.goto(format!("http://{addr}/jobs")).await.unwrap();
     for id in &ids[..2] {
-        browser.find(&format!("#jobs tr[data-job='{id}'] input[name=id]")).await.click().await.unwrap();
+        browser.click(&format!("#jobs tr[data-job='{id}'] input[name=id]")).await;
     }
-    browser.find("#cancel-selected").await.click().await.unwrap();
+    browser.click("#cancel-selected").await;
     browser.until_text("#notice", "Cancelled 2 job(s)").await;
     browser.close().await;
     let left: Vec<JobId> = client.job_list(&JobFilter::default()).await.unwrap().into_iter().map(|j| j.id).collect();
@@ -171,7 +171,7 @@ async fn a_schedule_is_paused_from_the_schedules_page() {
     let row = "#schedules tr[data-schedule=nightly]";
     browser.until_text(&format!("{row} td.state"), "active").await;
     browser.screenshot("schedules").await;
-    browser.find(&format!("{row} button")).await.click().await.unwrap();
+    browser.click(&format!("{row} button")).await;
     browser.until_text(&format!("{row} td.state"), "paused").await;
     browser.close().await;
     assert!(client.schedule_get("nightly").await.unwrap().paused);
@@ -188,7 +188,7 @@ async fn the_template_form_enqueues_and_shows_violations_at_their_fields() {
     // Breaks the schema (minimum 1): refused, the message at the field, nothing enqueued.
     let steps = browser.find("input[name='c.steps']").await;
     steps.send_keys("0").await.unwrap();
-    browser.find("#submit").await.click().await.unwrap();
+    browser.click("#submit").await;
     let error = browser.find("span.error[data-field=steps]").await;
     assert!(error.text().await.unwrap().contains("less than the minimum of 1"), "{}", error.text().await.unwrap());
     assert_eq!(browser.find("input[name='c.steps']").await.value().await.unwrap().as_deref(), Some("0"), "the typed value is kept");
@@ -198,15 +198,16 @@ async fn the_template_form_enqueues_and_shows_violations_at_their_fields() {
     let steps = browser.find("input[name='c.steps']").await;
     steps.clear().await.unwrap();
     steps.send_keys("two").await.unwrap();
-    browser.find("#submit").await.click().await.unwrap();
+    browser.click("#submit").await;
     browser.until_text("span.error[data-field=steps]", "not a whole number").await;
     // A valid one lands on the new job's page.
     let steps = browser.find("input[name='c.steps']").await;
     steps.clear().await.unwrap();
     steps.send_keys("3").await.unwrap();
-    browser.find("#submit").await.click().await.unwrap();
-    browser.until_text("h1", "Job").await;
-    assert!(browser.find("#context").await.text().await.unwrap().contains("\"steps\": 3"));
+    let form_page = browser.url().await;
+    browser.click("#submit").await;
+    assert!(browser.until_left(&form_page).await.contains("/jobs/"));
+    assert!(browser.text("#context").await.contains("\"steps\": 3"));
     browser.close().await;
     let jobs = client.job_list(&JobFilter::default()).await.unwrap();
     assert_eq!((jobs.len(), jobs[0].context.as_str()), (1, "{\"steps\":3}"));
@@ -223,14 +224,14 @@ async fn with_a_token_the_dashboard_needs_a_login() {
     browser.find("form.login").await;
     assert!(browser.url().await.ends_with("/login"));
     browser.find("#token").await.send_keys("wrong").await.unwrap();
-    browser.find("#login").await.click().await.unwrap();
+    browser.click("#login").await;
     browser.until_text("span.error[data-field=token]", "not this elihu's token").await;
     browser.driver.goto(format!("http://{addr}/")).await.unwrap();
     browser.find("form.login").await;
     browser.screenshot("login").await;
     // The right token: a session cookie the page's scripts cannot read.
     browser.find("#token").await.send_keys("s3cret").await.unwrap();
-    browser.find("#login").await.click().await.unwrap();
+    browser.click("#login").await;
     browser.until_text("h1", "Overview").await;
     let cookie = browser.driver.execute("return document.cookie", vec![]).await.unwrap();
     assert_eq!(cookie.json(), &json!(""), "the session cookie is HttpOnly");
@@ -238,7 +239,7 @@ async fn with_a_token_the_dashboard_needs_a_login() {
     browser.until_text("h1", "Jobs").await;
     assert!(!browser.url().await.contains("s3cret"));
     // Logging out ends the session.
-    browser.find("form.logout button").await.click().await.unwrap();
+    browser.click("form.logout button").await;
     browser.find("form.login").await;
     browser.driver.goto(format!("http://{addr}/")).await.unwrap();
     browser.find("form.login").await;

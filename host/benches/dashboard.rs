@@ -96,7 +96,7 @@ async fn fill(client: &Client, url: &str, postgres: bool, rows: i64, now: i64) -
         digest = client.template_push(&format!("tpl{t}"), hello.wasm, &schema, &defaults, &BTreeMap::new()).await?.digest.as_str().to_string();
     }
     let series = if postgres {
-        format!("generate_series(1, {rows}) AS s(i)")
+        format!("generate_series(1::bigint, {rows}) AS s(i)")
     } else {
         format!("(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {rows}) SELECT i FROM s) AS s")
     };

@@ -9,10 +9,14 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thirtyfour::prelude::*;
 use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// How long a wait for the page lasts, and how often it looks.
+const WAIT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(50);
 
 const INSTALL: &str = "the dashboard's browser tests need Chromium and chromedriver: \
                        apt-get install chromium chromium-driver (or set ELIHU_TEST_CHROMEDRIVER to a chromedriver)";
@@ -98,12 +102,12 @@ impl Browser {
         Browser { driver, _profile: profile, _permit: permit }
     }
 
-    /// The first element matching `css`, waiting for it (up to 20 s).
+    /// The first element matching `css`, waiting for it (up to 30 s).
     pub async fn find(&self, css: &str) -> WebElement {
         let found = self
             .driver
             .query(By::Css(css))
-            .wait(Duration::from_secs(20), Duration::from_millis(50))
+            .wait(WAIT, POLL)
             .first()
             .await;
         match found {
@@ -112,18 +116,75 @@ impl Browser {
         }
     }
 
-    /// Waits (up to 30 s) until an element matching `css` contains `text`.
-    pub async fn until_text(&self, css: &str, text: &str) -> WebElement {
-        let found = self
-            .driver
-            .query(By::Css(css))
-            .with_text(thirtyfour::stringmatch::StringMatch::new(text).partial())
-            .wait(Duration::from_secs(30), Duration::from_millis(50))
-            .first()
-            .await;
-        match found {
-            Ok(element) => element,
-            Err(e) => panic!("no `{css}` containing `{text}` on {}: {e}", self.url().await),
+    /// The text of the first element matching `css`, waiting for one (up to 30 s).
+    pub async fn text(&self, css: &str) -> String {
+        self.wait(css, None).await
+    }
+
+    /// Waits (up to 30 s) until an element matching `css` contains `text`; its text.
+    pub async fn until_text(&self, css: &str, text: &str) -> String {
+        self.wait(css, Some(text)).await
+    }
+
+    /// An attribute of the first element matching `css`, waiting for one.
+    pub async fn attr(&self, css: &str, name: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            // A live page replaces its elements while we read them: read again.
+            if let Ok(Some(value)) = self.find(css).await.attr(name).await {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "no `{css}` with `{name}` on {}", self.url().await);
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Clicks the first element matching `css` (again, if a live page
+    /// replaced it before the click landed).
+    pub async fn click(&self, css: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(e) if Instant::now() < deadline && e.to_string().contains("stale") => {}
+                Err(e) => panic!("clicking `{css}` on {}: {e}", self.url().await),
+            }
+        }
+    }
+
+    /// A WebDriver wait: polls the page until an element matching `css`
+    /// (with `text` in it, if given) is there.
+    async fn wait(&self, css: &str, text: Option<&str>) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            seen.clear();
+            // Elements a live refresh replaced mid-read are stale: skip them and look again.
+            for element in self.driver.find_all(By::Css(css)).await.unwrap_or_default() {
+                if let Ok(t) = element.text().await {
+                    if text.is_none_or(|text| t.contains(text)) {
+                        return t;
+                    }
+                    seen.push(t);
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("no `{css}` containing `{}` on {} within {WAIT:?}; saw {seen:?}", text.unwrap_or(""), self.url().await);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until the page's address is no longer `from` (a form took us on); the new one.
+    pub async fn until_left(&self, from: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let url = self.url().await;
+            if url != from {
+                return url;
+            }
+            assert!(Instant::now() < deadline, "still on {from} after {WAIT:?}");
+            tokio::time::sleep(POLL).await;
         }
     }
 

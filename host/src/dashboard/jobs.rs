@@ -15,7 +15,7 @@ use super::{Failure, JOB_WINDOW, Live, Shell, ago, at, badge, csrf_field, form, 
 use crate::api::ApiState;
 use crate::client::Enqueue;
 use crate::model::{JobId, RunResult};
-use crate::store::{Job, JobPageQuery, JobState, Run, RunFilter, RunStatus};
+use crate::store::{Job, JobPageQuery, JobState, Run, RunStatus};
 
 /// Jobs per page.
 const PAGE: i64 = 50;
@@ -176,8 +176,7 @@ struct JobView {
 
 async fn read(state: &ApiState, id: JobId) -> Result<JobView, Failure> {
     let job = state.client.job_get(id).await?;
-    let mut runs = state.client.run_list(&RunFilter { job_id: Some(id), limit: Some(100), ..RunFilter::default() }).await?;
-    runs.reverse();
+    let runs = state.client.store().views().job_runs(id, 100).await?;
     if job.is_none() && runs.is_empty() {
         return Err(Failure::not_found(format!("there is no job {id}: it never existed, or its runs were pruned")));
     }

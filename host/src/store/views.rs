@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::{Job, PostgresStore, SqliteStore, StoreError};
+use super::{Job, PostgresStore, Run, RunRow, SqliteStore, StoreError};
 use crate::model::{JobId, Millis, RunId};
 
 /// Per-queue job counts; each is exact up to the cap it was read with.
@@ -109,6 +109,8 @@ pub trait Views: Send + Sync {
     async fn run_failures(&self, window: i64) -> Result<Vec<FailureGroup>, StoreError>;
     /// The messages of these runs.
     async fn run_messages(&self, ids: &[RunId]) -> Result<Vec<RunMessage>, StoreError>;
+    /// The latest `limit` runs of a job, oldest first, through the `runs_job` index.
+    async fn job_runs(&self, job_id: JobId, limit: i64) -> Result<Vec<Run>, StoreError>;
     /// The context a job had when its run `run_id` was its final failure.
     async fn run_context(&self, run_id: RunId) -> Result<Option<String>, StoreError>;
     /// The node holding the leader lease at `now`.
@@ -219,6 +221,15 @@ impl Views for $store {
             out.extend(row);
         }
         Ok(out)
+    }
+
+    async fn job_runs(&self, job_id: JobId, limit: i64) -> Result<Vec<Run>, StoreError> {
+        let rows: Vec<RunRow> = sqlx::query_as("SELECT * FROM runs WHERE job_id = $1 ORDER BY id DESC LIMIT $2")
+            .bind(job_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().rev().map(Run::from).collect())
     }
 
     async fn run_context(&self, run_id: RunId) -> Result<Option<String>, StoreError> {
