@@ -2,7 +2,7 @@
 //! the one error shape, auth, the engine trigger, and the OpenAPI document
 //! matching the routes.
 
-use elihu::api::{ApiState, openapi_document, router};
+use elihu::api::openapi_document;
 use elihu::model::JobId;
 use elihu::{Client, Event};
 use serde_json::{Value, json};
@@ -13,10 +13,7 @@ use crate::support::node::*;
 /// Serves the API of `client` (with a node) on a free loopback port.
 async fn serve(client: &Client, token: Option<&str>) -> (String, elihu::Node) {
     let node = start(client, &[("default", 2)]).await;
-    let state = ApiState { client: client.clone(), node: Some(node.handle()), token: token.map(String::from) };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let addr = serve_api(client, Some(&node), token).await;
     (addr, node)
 }
 

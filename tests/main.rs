@@ -55,6 +55,7 @@ mod api;
 mod authoring;
 mod cli_node;
 mod cli_run;
+mod dashboard;
 mod events;
 mod flow;
 mod hostile;

@@ -43,6 +43,7 @@
 pub mod api;
 pub mod client;
 pub mod clock;
+pub mod dashboard;
 pub mod engine;
 pub mod events;
 pub mod examples;

@@ -9,6 +9,7 @@ use elihu::grants::{AllowedHost, Grants, HeaderGrant};
 use elihu::runtime::{Capabilities, JobInfo, LoadedJob, RunLimits, RunOutcome, RunRequest, Runtime, RuntimeConfig};
 use serde_json::Value;
 
+pub mod browser;
 pub mod node;
 pub mod otlp;
 pub mod polyglot;

@@ -155,6 +155,16 @@ pub async fn final_event(events: &mut broadcast::Receiver<Event>, job_id: JobId)
     next_event(events, |e| e.job_id() == job_id && e.is_final()).await
 }
 
+/// Serves the API and the dashboard of `client` (with `node` for run-now
+/// actions) on a free loopback port; its address.
+pub async fn serve_api(client: &Client, node: Option<&Node>, token: Option<&str>) -> String {
+    let state = elihu::api::ApiState { client: client.clone(), node: node.map(Node::handle), token: token.map(String::from) };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, elihu::api::router(state)).await });
+    addr
+}
+
 /// One request to the API at `addr` (with reqwest): the status and the JSON
 /// body (`Null` when empty, a string when not JSON).
 pub async fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<(&str, Vec<u8>)>) -> (u16, serde_json::Value) {

@@ -101,7 +101,7 @@ pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
     DOCUMENT.get_or_init(|| routes().into_openapi())
 }
 
-/// The `/v1` router.
+/// The `/v1` router, with the dashboard at `/` (see [`crate::dashboard`]).
 pub fn router(state: ApiState) -> Router {
     let (router, _) = routes().split_for_parts();
     router
@@ -109,7 +109,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", axum::routing::get(metrics::scrape))
         .fallback(|| async { ApiError::not_found("no such route; see GET /v1/openapi.json") })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::dashboard::router(state))
 }
 
 async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {

@@ -161,12 +161,23 @@ impl NodeHandle {
         let client = &self.0.client;
         let inserted = client.enqueue(request).await?;
         if let Inserted::New(id) = inserted {
-            let now = client.clock().now();
-            if let Some(claimed) = client.store().job_claim_id(&self.0.id, id, now, now + self.0.config.run_ttl).await? {
-                runs::spawn(&self.0, claimed);
-            }
+            self.run_now(id).await?;
         }
         Ok(inserted)
+    }
+
+    /// Runs a waiting job on this node now, whatever its run-at or queue
+    /// (the dashboard's "run now"). False when the job is not waiting.
+    pub async fn run_now(&self, job_id: JobId) -> Result<bool, ClientError> {
+        let client = &self.0.client;
+        let now = client.clock().now();
+        match client.store().job_claim_id(&self.0.id, job_id, now, now + self.0.config.run_ttl).await? {
+            Some(claimed) => {
+                runs::spawn(&self.0, claimed);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }
 

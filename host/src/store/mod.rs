@@ -12,6 +12,7 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+mod views;
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,7 @@ pub use postgres::{PostgresDialect, PostgresStore};
 pub use rows::{JsonText, NullableJsonText, RunRow};
 pub use sql::{Dialect, Param, Pick, SqlStore};
 pub use sqlite::{SqliteDialect, SqliteStore};
+pub use views::{FailureGroup, JobPageQuery, MinuteCount, NodeLoad, QueueCounts, RunMessage, Views};
 
 /// Why the store refused or failed an operation.
 #[derive(Debug, thiserror::Error)]
@@ -685,6 +687,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every queue with settings or jobs, by name: settings, depth, running
     /// jobs, and how many due jobs each setting holds back at `now`.
     async fn queue_list(&self, now: Millis) -> Result<Vec<QueueInfo>, StoreError>;
+    /// The dashboard's bounded reads (see [`Views`]).
+    fn views(&self) -> &dyn Views;
 
     /// Creates or replaces a schedule (its name, template, context, rule and
     /// catch-up). Replacing one withdraws the job it had queued, so the next

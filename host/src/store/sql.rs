@@ -187,6 +187,7 @@ macro_rules! for_every_dialect {
             for<'r> RunRow: FromRow<'r, <D::Db as Database>::Row>,
             for<'r> NodeInfo: FromRow<'r, <D::Db as Database>::Row>,
             for<'r> StoredSchedule: FromRow<'r, <D::Db as Database>::Row>,
+            SqlStore<D>: Views,
         $body
     };
 }
@@ -552,6 +553,17 @@ impl Store for SqlStore {
         let mut tx = self.write().await?;
         let closed = D::close_runs(&mut tx, encoded).await?;
         let (applied, done) = sort_closed(ends, &closed);
+        // A final failure keeps its job's context on the run, so the job can
+        // be retried once it is gone (rare: no statement otherwise).
+        for ((end, next), ok) in ends.iter().zip(&applied) {
+            if *ok && *next == JobNext::Delete && end.ending.result() == RunResult::Failed {
+                sqlx::query("UPDATE runs SET context = (SELECT context FROM jobs WHERE id = $1) WHERE id = $2")
+                    .bind(end.job_id)
+                    .bind(end.run_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         if !done.is_empty() {
             D::delete_finished(&mut tx, &done).await?;
         }
@@ -801,6 +813,10 @@ impl Store for SqlStore {
         let depths: Vec<DepthRow> = sqlx::query_as(flow::DEPTHS).bind(now).fetch_all(&self.pool).await?;
         let starts: Vec<StartsRow> = sqlx::query_as(flow::STARTS_IN_WINDOW).bind(now).fetch_all(&self.pool).await?;
         Ok(flow::queue_infos(settings, depths, starts))
+    }
+
+    fn views(&self) -> &dyn Views {
+        self
     }
 
     async fn schedule_put(&self, schedule: &StoredSchedule, now: Millis) -> Result<StoredSchedule, StoreError> {
