@@ -59,13 +59,17 @@ CREATE TABLE runs_new (
     started_at        INTEGER NOT NULL,
     finished_at       INTEGER,
     expires_at        INTEGER NOT NULL,
-    unique_key        TEXT
+    unique_key        TEXT,
+    calls             TEXT NOT NULL DEFAULT '[]',
+    calls_made        INTEGER NOT NULL DEFAULT 0,
+    calls_denied      INTEGER NOT NULL DEFAULT 0
 );
 INSERT INTO runs_new (id, job_id, template, attempt, max_attempts, node_id, digest, status, result, reason, message,
                       output, logs, progress_percent, progress_message, checkpoint, started_at, finished_at, expires_at,
-                      unique_key)
+                      unique_key, calls, calls_made, calls_denied)
 SELECT id, job_id, template, attempt, max_attempts, node_id, digest, status, result, reason, message,
-       output, logs, progress_percent, progress_message, checkpoint, started_at, finished_at, expires_at, unique_key
+       output, logs, progress_percent, progress_message, checkpoint, started_at, finished_at, expires_at, unique_key,
+       calls, calls_made, calls_denied
 FROM runs;
 -- Ids of pruned runs are not handed out again.
 INSERT INTO sqlite_sequence (name, seq) SELECT 'runs_new', seq FROM sqlite_sequence WHERE name = 'runs'
