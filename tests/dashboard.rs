@@ -129,6 +129,29 @@ async fn a_running_job_is_cancelled_from_its_page() {
 }
 
 #[tokio::test]
+async fn a_running_job_streams_its_log_to_its_page() {
+    let db = TestDb::new();
+    let (client, node, addr) = dashboard(&db, Some("s3cret")).await;
+    push(&client, "spin", no_retry()).await;
+    // Held in a paused queue until the page is watching.
+    client.queue_pause("default").await.unwrap();
+    let id = enqueue(&client, Enqueue::new("spin", json!({}))).await;
+    let browser = Browser::open().await;
+    browser.driver.goto(format!("http://{addr}/login")).await.unwrap();
+    browser.find("#token").await.send_keys("s3cret").await.unwrap();
+    browser.click("#login").await;
+    browser.until_text("h1", "Overview").await;
+    browser.driver.goto(format!("http://{addr}/jobs/{id}")).await.unwrap();
+    browser.find("#live-log[data-connected]").await;
+    client.queue_resume("default").await.unwrap();
+    browser.until_text("#live-log", "spinning forever").await;
+    browser.until_text("#job-status", "running").await;
+    browser.close().await;
+    client.cancel(id).await.unwrap();
+    node.shutdown().await;
+}
+
+#[tokio::test]
 async fn many_jobs_are_cancelled_from_the_list() {
     let db = TestDb::new();
     let client = db.client().await;
@@ -289,6 +312,14 @@ async fn forged_requests_are_refused() {
     assert_eq!(status, 403, "a cross-site form");
     let (status, _, _) = raw(&addr, "GET", "/", &[("host", "rebound.example:80")], "").await;
     assert_eq!(status, 403, "a Host that is not loopback");
+    // The API too: a page of another site cannot change anything through it.
+    let api_cancel = format!("/v1/jobs/{id}/cancel");
+    let (status, _, body) = raw(&addr, "POST", &api_cancel, &[("origin", "http://evil.example")], "").await;
+    assert_eq!(status, 403, "the API from another origin: {body}");
+    assert!(body.contains("another site"), "{body}");
+    let (status, _, _) = raw(&addr, "POST", "/v1/jobs", &[("sec-fetch-site", "cross-site"), ("content-type", "text/plain")], r#"{"template":"hello","context":{"name":"x"}}"#).await;
+    assert_eq!(status, 403, "a cross-site form posting to the API");
+    assert_eq!(client.job_list(&JobFilter::default()).await.unwrap().len(), 1, "nothing was enqueued");
     assert!(client.job_get(id).await.unwrap().is_some(), "nothing was cancelled");
     let (status, location, _) = raw(&addr, "POST", &cancel, &[], &format!("_csrf={csrf}")).await;
     assert_eq!((status, location.as_str()), (303, format!("/jobs/{id}").as_str()));
@@ -316,11 +347,17 @@ async fn every_page_renders(backend: Backend) {
     final_event(&mut events, ok).await;
     let failed = enqueue(&client, Enqueue::new("panic", json!({"message": "boom"}))).await;
     final_event(&mut events, failed).await;
+    // `escape` tries the network; its template grants nothing, so its calls
+    // are refused, and the job page lists them from the run's audit.
+    push(&client, "escape", no_retry()).await;
+    let escape = enqueue(&client, Enqueue::new("escape", json!({"url": "http://127.0.0.1:9/nothing"}))).await;
+    final_event(&mut events, escape).await;
     let pages = [
         ("/".to_string(), "p50"),
         ("/jobs?state=available&template=hello&queue=default&q=x".to_string(), "No queued or running job"),
         (format!("/jobs/{failed}"), "boom"),
         (format!("/jobs/{ok}"), "Hello, Ada!"),
+        (format!("/jobs/{escape}"), "Outbound calls of attempt 1"),
         ("/runs".to_string(), "boom"),
         ("/templates".to_string(), "hello"),
         ("/templates/hello".to_string(), "Who to greet."),
@@ -337,6 +374,23 @@ async fn every_page_renders(backend: Backend) {
             assert!(body.contains(text), "{path} lacks `{text}`: {body}");
         }
     }
+    let (_, _, body) = raw(&addr, "GET", &format!("/jobs/{escape}"), &[], "").await;
+    assert!(body.contains("badge refused") && body.contains("<code>http://127.0.0.1:9/nothing</code>"), "the refused call is listed: {body}");
+    // Every pushed version is listed with its digest, newest first; a
+    // deleted template's versions go with it.
+    let rows = |body: &str| -> Vec<String> {
+        let table = body.split("id=\"versions\"").nth(1).and_then(|t| t.split("</table>").next()).unwrap_or_default();
+        table.split("<code>").skip(1).map(|c| c.split("</code>").next().unwrap().to_string()).collect()
+    };
+    let one = push_as(&client, "versioned", "version", no_retry()).await;
+    client.template_delete("versioned", false).await.unwrap();
+    let first = push_as(&client, "versioned", "version", no_retry()).await;
+    let second = push_as(&client, "versioned", "version-2", no_retry()).await;
+    assert_eq!((one.version, first.version, second.version), (1, 1, 2));
+    let (status, _, body) = raw(&addr, "GET", "/templates/versioned", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rows(&body), [second.digest.as_str(), first.digest.as_str()], "{body}");
+    assert_ne!(first.digest, second.digest);
     let (status, _, body) = raw(&addr, "GET", "/jobs/999999", &[], "").await;
     assert_eq!(status, 404, "{body}");
     node.shutdown().await;

@@ -111,10 +111,14 @@ async fn filters_keep_other_jobs_out_and_bad_queries_are_refused() {
     assert_eq!(status, 400, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("job, template and queue"), "{body}");
 
+    // The queue is paused until both streams are open, so no run can end
+    // before a stream that waits for it is there.
+    client.queue_pause("default").await.unwrap();
     let mut panics = EventStream::open(&addr, "template=panic").await;
     let hello = client.enqueue(Enqueue::new("hello", json!({"name": "x"}))).await.unwrap().id().0;
     let mut only_hello = EventStream::open(&addr, &format!("job={hello}")).await;
     let panic = client.enqueue(Enqueue::new("panic", json!({"message": "boom"}))).await.unwrap().id().0;
+    client.queue_resume("default").await.unwrap();
     let (kind, data) = panics.next_where(|k, _| k == "failed").await;
     assert_eq!((job_of(&data), data["reason"].as_str()), (Some(panic), Some("trap")), "{kind}: {data}");
     // The job filter saw only its job, up to its end.

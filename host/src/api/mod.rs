@@ -114,13 +114,31 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    // A page of another site must not change anything through a browser
+    // that can reach this elihu (a token-less one on loopback, above all):
+    // changes come from programs (no Origin) or this elihu's own pages.
+    if !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD)
+        && !crate::dashboard::same_origin_request(request.headers())
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "a request from another site's page is refused; call the API from a program (no Origin header) or this elihu's dashboard",
+        )
+        .into_response();
+    }
     if let Some(token) = &state.token {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        // A dashboard page streams its job's events with the session cookie
+        // (a browser's EventSource cannot send a bearer token); reading only.
+        let session = request.method() == axum::http::Method::GET
+            && request.uri().path() == "/v1/events"
+            && crate::dashboard::session_cookie_valid(request.headers(), token);
+        if given != Some(token.as_str()) && !session {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

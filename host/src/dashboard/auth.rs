@@ -77,8 +77,9 @@ fn loopback_host(headers: &HeaderMap) -> bool {
 }
 
 /// A POST made by one of our pages: same-origin by the browser's word
-/// (`Sec-Fetch-Site`, else `Origin` against `Host`).
-fn same_origin(headers: &HeaderMap) -> bool {
+/// (`Sec-Fetch-Site`, else `Origin` against `Host`); a request no browser
+/// made (no such headers) passes. The API checks its changes with it too.
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = text("sec-fetch-site") {
         return site == "same-origin" || site == "none";

@@ -1,7 +1,8 @@
 //! Jobs: the list (filters by state, template, queue and text in the
 //! context; keyset pages newest first, scanning a bounded window of ids;
 //! select many and cancel) and the job page (context, checkpoint, every run
-//! as a timeline, progress while running, output and log; cancel, run now,
+//! as a timeline, progress and the log live while running, output, the
+//! stored log and each run's outbound calls; cancel, run now,
 //! and retry of a finished failed job with the same context).
 
 use axum::body::Bytes;
@@ -240,8 +241,13 @@ fn render(view: &JobView, now: crate::model::Millis, can_run: bool, error: Optio
                 @let p = run.progress.as_ref();
                 progress #progress max="100" value=(p.map_or(0, |p| p.percent)) { (p.map_or(0, |p| p.percent)) "%" }
                 " " span #progress-message { @if let Some(p) = p { (p.percent) "% " (p.message) } }
-                p.note { "Progress is live; the run's log is stored, and shown here, when it ends." }
             }
+        }
+        @if view.job.is_some() {
+            // Filled by the page's script from `GET /v1/events?job=ID` while
+            // the page is open; the stored log replaces it when the run ends.
+            h2 { "Live log" }
+            pre #live-log data-job=(id) {}
         }
         h2 { "Runs" }
         @if view.runs.is_empty() { p.empty { "No run yet." } } @else {
@@ -258,6 +264,29 @@ fn render(view: &JobView, now: crate::model::Millis, can_run: bool, error: Optio
                             td title=(at(r.started_at)) { (ago(now, r.started_at)) }
                             td.num { (span(r.finished_at.unwrap_or(now).0 - r.started_at.0)) }
                             td.message { @if let Some(m) = &r.message { (m) } }
+                        }
+                    }
+                }
+            }
+        }
+        @for r in view.runs.iter().filter(|r| !r.calls.is_empty()) {
+            h2 { "Outbound calls of attempt " (r.attempt) }
+            table.calls data-run=(r.id) {
+                thead { tr { th.num { "at" } th { "method" } th { "target" } th { "outcome" } th.num { "sent" } th.num { "received" } th.num { "duration" } } }
+                tbody {
+                    @for c in &r.calls {
+                        tr {
+                            td.num { (span(c.at_ms as i64)) }
+                            td { (c.method) }
+                            td { code { (c.target) } }
+                            td.outcome {
+                                @if let Some(denied) = &c.denied { (badge("refused")) " " (denied) }
+                                @else if let Some(error) = &c.error { (badge("failed")) " " (error) }
+                                @else if let Some(status) = c.status { (status) }
+                            }
+                            td.num { @if let Some(n) = c.bytes_sent { (n) } }
+                            td.num { @if let Some(n) = c.bytes_received { (n) } }
+                            td.num { (span(c.duration_ms as i64)) }
                         }
                     }
                 }

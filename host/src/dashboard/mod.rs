@@ -34,6 +34,7 @@ use crate::model::Millis;
 use crate::store::StoreError;
 
 pub use auth::session_cookie_valid;
+pub(crate) use auth::same_origin as same_origin_request;
 
 /// How many rows a capped count reads at most (shown as "10,000+").
 const COUNT_CAP: i64 = 10_000;

@@ -1,4 +1,5 @@
-//! Templates: the list, and a template's page (version, digest, defaults,
+//! Templates: the list, and a template's page (version, digest, every pushed
+//! version with its digest, defaults,
 //! config keys, schema) with the enqueue form its schema gives. A submitted
 //! form goes through the same `Client::enqueue` as the API; its refusal is
 //! shown next to the fields and nothing is stored.
@@ -17,7 +18,7 @@ use super::{Failure, Live, Shell, at, csrf_field, json_block, see_other, span};
 use crate::api::ApiState;
 use crate::client::{ClientError, Enqueue};
 use crate::schema::SchemaError;
-use crate::store::Template;
+use crate::store::{Template, TemplateVersion};
 
 /// `GET /templates`.
 pub(crate) async fn list(State(state): State<ApiState>, shell: Shell) -> Result<Response, Failure> {
@@ -44,7 +45,7 @@ pub(crate) async fn list(State(state): State<ApiState>, shell: Shell) -> Result<
     Ok(shell.page(StatusCode::OK, "templates", Live::No, main))
 }
 
-fn view(template: &Template, submitted: Option<&[(String, String)]>, errors: &Errors) -> maud::Markup {
+fn view(template: &Template, versions: &[TemplateVersion], submitted: Option<&[(String, String)]>, errors: &Errors) -> maud::Markup {
     let d = &template.defaults;
     let spec = form::spec(&template.schema);
     html! {
@@ -76,24 +77,43 @@ fn view(template: &Template, submitted: Option<&[(String, String)]>, errors: &Er
         }
         h2 { "Context schema" }
         (json_block("schema", &template.schema.to_string()))
-        p.note { "Only the current version is kept; earlier versions' digests are on their runs." }
+        h2 { "Versions" }
+        table #versions {
+            thead { tr { th.num { "version" } th { "digest" } th { "pushed" } } }
+            tbody {
+                @for v in versions {
+                    tr { td.num { (v.version) } td { code { (v.digest.as_str()) } } td { (at(v.pushed_at)) } }
+                }
+            }
+        }
+        @if versions.len() as i64 == VERSIONS_SHOWN { p.note { "The latest " (VERSIONS_SHOWN) " versions." } }
     }
+}
+
+/// How many of a template's versions its page lists.
+const VERSIONS_SHOWN: i64 = 50;
+
+/// The latest versions of `name`.
+async fn versions(state: &ApiState, name: &str) -> Result<Vec<TemplateVersion>, Failure> {
+    Ok(state.client.store().views().template_versions(name, VERSIONS_SHOWN).await?)
 }
 
 /// `GET /templates/{name}`.
 pub(crate) async fn page(State(state): State<ApiState>, shell: Shell, Path(name): Path<String>) -> Result<Response, Failure> {
     let template = state.client.template_get(&name).await?;
-    Ok(shell.page(StatusCode::OK, &format!("template {name}"), Live::No, view(&template, None, &Errors::new())))
+    let versions = versions(&state, &name).await?;
+    Ok(shell.page(StatusCode::OK, &format!("template {name}"), Live::No, view(&template, &versions, None, &Errors::new())))
 }
 
 /// `POST /templates/{name}/enqueue`: the job's page, or the form again with
 /// the refusal next to the fields (422; nothing enqueued).
 pub(crate) async fn enqueue(State(state): State<ApiState>, shell: Shell, Path(name): Path<String>, body: Bytes) -> Result<Response, Failure> {
     let template = state.client.template_get(&name).await?;
+    let versions = versions(&state, &name).await?;
     let submitted: Vec<(String, String)> = super::form(&body)?;
     let spec = form::spec(&template.schema);
     let again = |errors: Errors| {
-        shell.page(StatusCode::UNPROCESSABLE_ENTITY, &format!("template {name}"), Live::No, view(&template, Some(&submitted), &errors))
+        shell.page(StatusCode::UNPROCESSABLE_ENTITY, &format!("template {name}"), Live::No, view(&template, &versions, Some(&submitted), &errors))
     };
     let context: Value = match form::context(&spec, &submitted) {
         Ok(context) => context,

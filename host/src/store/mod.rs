@@ -30,7 +30,7 @@ pub use postgres::{PostgresDialect, PostgresStore};
 pub use rows::{JsonText, NullableJsonText, RunRow};
 pub use sql::{Dialect, Param, Pick, SqlStore};
 pub use sqlite::{SqliteDialect, SqliteStore};
-pub use views::{FailureGroup, JobPageQuery, MinuteCount, NodeLoad, QueueCounts, RunMessage, Views};
+pub use views::{FailureGroup, JobPageQuery, MinuteCount, NodeLoad, QueueCounts, RunMessage, TemplateVersion, Views};
 
 /// Why the store refused or failed an operation.
 #[derive(Debug, thiserror::Error)]

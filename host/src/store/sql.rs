@@ -417,7 +417,8 @@ impl Store for SqlStore {
         settings: &TemplateSettings,
         now: Millis,
     ) -> Result<Template, StoreError> {
-        Ok(sqlx::query_as(
+        let mut tx = self.write().await?;
+        let template: Template = sqlx::query_as(
             "INSERT INTO templates (name, digest, schema, queue, priority, max_attempts, timeout_ms, memory_bytes,
                  backoff_base_ms, backoff_max_ms, config, version, created_at, updated_at, grants, limits)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12, $13, $14)
@@ -443,8 +444,17 @@ impl Store for SqlStore {
         .bind(now)
         .bind(json_text(&settings.grants))
         .bind(json_text(&settings.limits))
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO template_versions (template, version, digest, pushed_at) VALUES ($1, $2, $3, $4)")
+            .bind(name)
+            .bind(template.version)
+            .bind(digest.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(template)
     }
 
     async fn template_get(&self, name: &str) -> Result<Option<Template>, StoreError> {
@@ -474,6 +484,7 @@ impl Store for SqlStore {
         for job_id in flagged {
             D::notify(&mut tx, &Notice::CancelRequested { job_id }).await?;
         }
+        Self::delete_named(&mut tx, "DELETE FROM template_versions WHERE template = $1", name).await?;
         let deleted = Self::delete_named(&mut tx, "DELETE FROM templates WHERE name = $1", name).await?;
         tx.commit().await?;
         Ok(deleted > 0)

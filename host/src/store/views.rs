@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::{Job, PostgresStore, Run, RunRow, SqliteStore, StoreError};
-use crate::model::{JobId, Millis, RunId};
+use crate::model::{Digest, JobId, Millis, RunId};
 
 /// Per-queue job counts; each is exact up to the cap it was read with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -78,6 +78,18 @@ pub struct RunMessage {
     pub message: Option<String>,
 }
 
+/// One pushed version of a template.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TemplateVersion {
+    /// 1, 2, ...
+    pub version: i64,
+    /// Its component.
+    #[sqlx(try_from = "String")]
+    pub digest: Digest,
+    /// When it was pushed.
+    pub pushed_at: Millis,
+}
+
 /// A node's lease and runs in flight.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct NodeLoad {
@@ -113,6 +125,8 @@ pub trait Views: Send + Sync {
     async fn job_runs(&self, job_id: JobId, limit: i64) -> Result<Vec<Run>, StoreError>;
     /// The context a job had when its run `run_id` was its final failure.
     async fn run_context(&self, run_id: RunId) -> Result<Option<String>, StoreError>;
+    /// The latest `limit` pushed versions of `template`, newest first.
+    async fn template_versions(&self, template: &str, limit: i64) -> Result<Vec<TemplateVersion>, StoreError>;
     /// The node holding the leader lease at `now`.
     async fn leader(&self, now: Millis) -> Result<Option<String>, StoreError>;
     /// Every node's lease and running jobs.
@@ -230,6 +244,16 @@ impl Views for $store {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.into_iter().rev().map(Run::from).collect())
+    }
+
+    async fn template_versions(&self, template: &str, limit: i64) -> Result<Vec<TemplateVersion>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT version, digest, pushed_at FROM template_versions WHERE template = $1 ORDER BY version DESC LIMIT $2",
+        )
+        .bind(template)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn run_context(&self, run_id: RunId) -> Result<Option<String>, StoreError> {
