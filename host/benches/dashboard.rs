@@ -12,7 +12,6 @@
 //! ```
 //! A database that already holds the rows (same URL) is reused as it is.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use elihu::api::{ApiState, router};
@@ -93,7 +92,7 @@ async fn fill(client: &Client, url: &str, postgres: bool, rows: i64, now: i64) -
     let mut digest = String::new();
     for t in 0..TEMPLATES {
         let defaults = TemplateDefaults { queue: format!("q{}", t % QUEUES), ..TemplateDefaults::default() };
-        digest = client.template_push(&format!("tpl{t}"), hello.wasm, &schema, &defaults, &BTreeMap::new()).await?.digest.as_str().to_string();
+        digest = client.template_push(&format!("tpl{t}"), hello.wasm, &schema, &defaults, &Default::default()).await?.digest.as_str().to_string();
     }
     let series = if postgres {
         format!("generate_series(1::bigint, {rows}) AS s(i)")
