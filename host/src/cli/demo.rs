@@ -1,7 +1,8 @@
 //! `elihu demo`: the first run. Starts a node on embedded SQLite, pushes the
 //! example templates elihu carries, enqueues a handful of jobs (one succeeds,
 //! one is retried, one times out, one resumes from its checkpoint), shows
-//! what happens to them, then keeps serving the API until Ctrl-C.
+//! what happens to them, then keeps serving the API and the dashboard until
+//! Ctrl-C.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -113,7 +114,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let addr: SocketAddr = args.listen.parse().with_context(|| format!("`{}` is not an address", args.listen))?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     let state = ApiState { client: client.clone(), node: Some(node.handle()), token: None };
-    eprintln!("elihu is serving http://{addr} (Ctrl-C stops it). In another shell, try:");
+    eprintln!("elihu is serving http://{addr} (Ctrl-C stops it): open http://{addr}/ for the dashboard. In another shell, try:");
     eprintln!("  elihu enqueue hello --context '{{\"name\": \"you\"}}' --wait");
     eprintln!("  elihu runs ls");
     eprintln!("  curl -s http://{addr}/v1/stats");
